@@ -1,0 +1,11 @@
+// The SwiftNIO participant: `bench-nio BENCH N`. Add a benchmark by adding a function and an entry.
+import BenchSupport
+
+runParticipant(
+    impl: "SwiftNIO",
+    benchmarks: [
+        "B1": executeThroughput,
+        "B2": scheduledTasks,
+        "B3": crossThreadThroughput,
+    ]
+)

@@ -1,0 +1,11 @@
+// The UVLoop participant: `bench-uvloop BENCH N`. Add a benchmark by adding a function and an entry.
+import BenchSupport
+
+runParticipant(
+    impl: "UVLoop",
+    benchmarks: [
+        "B1": callSoonThroughput,
+        "B2": timers,
+        "B3": crossThreadThroughput,
+    ]
+)

@@ -1,0 +1,38 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let examples = ["hello-loop", "custom-policy", "loop-per-thread"]
+
+let package = Package(
+    name: "UVLoop",
+    products: [
+        .library(name: "UVLoop", targets: ["UVLoop"]),
+    ] + examples.map { .executable(name: $0, targets: [$0]) },
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibUV",
+            path: "CLibUV",
+            pkgConfig: "libuv",
+            providers: [.apt(["libuv1-dev"])]
+        ),
+        .target(
+            name: "UVLoop",
+            dependencies: [
+                "CLibUV",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ]
+        ),
+        .testTarget(
+            name: "UVLoopTests",
+            dependencies: ["UVLoop", "CLibUV"]
+        ),
+    ] + examples.map {
+        .executableTarget(name: $0, dependencies: ["UVLoop"], path: "examples/\($0)")
+    },
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,83 @@
+import Dispatch
+
+extension EventLoop: SerialExecutor, TaskExecutor {
+    /// Queues a Swift job; it runs on the loop's thread in FIFO order with the callbacks.
+    ///
+    /// A job enqueued on a closed loop is dropped with a warning: its task stays suspended.
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        if inLoopThread {
+            appendReady(.job(job))
+        } else if !submitExternal(.job(job)) {
+            logger.warning("A Swift job was enqueued on a closed event loop and dropped; its task stays suspended")
+        }
+    }
+
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
+        UnownedTaskExecutor(ordinary: self)
+    }
+
+    public func isSameExclusiveExecutionContext(other: EventLoop) -> Bool {
+        self === other
+    }
+
+    /// Traps unless called on the thread running this loop (`assumeIsolated` relies on it).
+    public func checkIsolated() {
+        precondition(inLoopThread, "Expected to be on the thread running this EventLoop")
+    }
+}
+
+/// Holds `runUntilComplete`'s result; written and read on the loop thread only.
+private final class Outcome<T>: @unchecked Sendable {
+    var result: Result<T, any Error>?
+}
+
+extension EventLoop {
+    /// Runs the loop until `operation` finishes, and returns its value (asyncio's
+    /// `run_until_complete`). The operation runs as a task whose executor is this loop, so it and
+    /// everything it awaits without hopping elsewhere run on the calling thread.
+    ///
+    /// - Throws: what `operation` throws; `EventLoopError.loopClosed`, `.loopAlreadyRunning` or
+    ///   `.anotherLoopIsRunning` before it starts; `.stoppedBeforeComplete` when `stop()` ended the
+    ///   loop first (the task then stays pending, as in asyncio).
+    public func runUntilComplete<T: Sendable>(_ operation: sending @escaping () async throws -> T) throws -> T {
+        try beginRun()
+        defer { endRun() }
+        let outcome = Outcome<T>()
+        Task(executorPreference: self) { [unowned self] in
+            do {
+                outcome.result = .success(try await operation())
+            } catch {
+                outcome.result = .failure(error)
+            }
+            self.stop()
+        }
+        runUntilStopped()
+        guard let result = outcome.result else { throw EventLoopError.stoppedBeforeComplete }
+        return try result.get()
+    }
+
+    /// Starts `operation` as a task running on this loop (asyncio's `create_task`). It starts when
+    /// the loop runs.
+    /// - Warning: Traps with "Event loop is closed" on a closed loop.
+    @discardableResult
+    public func createTask<T: Sendable>(_ operation: sending @escaping () async throws -> T) -> Task<T, any Error> {
+        if isClosed { preconditionFailure("Event loop is closed") }
+        return Task(executorPreference: self, operation: operation)
+    }
+
+    /// Runs blocking `work` on a worker thread and resumes the caller with its result (asyncio's
+    /// `run_in_executor(None, ...)`). The loop thread is never blocked.
+    /// - Throws: what `work` throws.
+    public func runInExecutor<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try work() })
+            }
+        }
+    }
+}

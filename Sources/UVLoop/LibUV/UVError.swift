@@ -1,0 +1,88 @@
+import CLibUV
+import Glibc
+
+/// An error reported by libuv or by a system call made on libuv's behalf.
+///
+/// `code` is libuv's negative error code (`UV_ENOENT`, ...); `name` is libuv's name for it
+/// (`"ENOENT"`). Two errors are equal when their codes are equal, whatever the operation, so
+/// callers can match them against the static members:
+///
+/// ```swift
+/// do { _ = try await createSubprocessExec("/no/such/program") }
+/// catch let error as UVError where error == .ENOENT { ... }
+/// ```
+public struct UVError: Error, CustomStringConvertible, Hashable, Sendable {
+    /// libuv's (negative) error code.
+    public let code: Int32
+    /// The operation that failed, such as `"uv_spawn"` or `"uv_tcp_bind"`.
+    public let operation: String
+
+    /// Creates an error from libuv's negative code (a positive errno value is negated).
+    public init(code: Int32, operation: String = "") {
+        self.code = code > 0 ? -code : code
+        self.operation = operation
+    }
+
+    /// libuv's name for the code, such as `"ENOENT"`.
+    public var name: String {
+        // ECHILD is not in libuv's table; everything else is (uv_err_name_r never allocates).
+        if code == -Glibc.ECHILD { return "ECHILD" }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
+            String(cString: uv_err_name_r(code, buffer.baseAddress!, 64))
+        }
+    }
+    /// libuv's message for the code, such as `"no such file or directory"`.
+    public var message: String {
+        if code == -Glibc.ECHILD { return "no child processes" }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 128) { buffer in
+            String(cString: uv_strerror_r(code, buffer.baseAddress!, 128))
+        }
+    }
+
+    public var description: String {
+        operation.isEmpty ? "\(name): \(message)" : "\(operation) failed: \(name) (\(message))"
+    }
+
+    public static func == (lhs: UVError, rhs: UVError) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+
+    /// Pattern match: `case UVError.ENOENT:` in a `catch` or `switch`.
+    public static func ~= (pattern: UVError, value: any Error) -> Bool {
+        (value as? UVError)?.code == pattern.code
+    }
+
+    public static let E2BIG = UVError(code: UV_E2BIG.rawValue)
+    public static let EACCES = UVError(code: UV_EACCES.rawValue)
+    public static let EADDRINUSE = UVError(code: UV_EADDRINUSE.rawValue)
+    public static let EADDRNOTAVAIL = UVError(code: UV_EADDRNOTAVAIL.rawValue)
+    public static let EAGAIN = UVError(code: UV_EAGAIN.rawValue)
+    public static let EAI_NONAME = UVError(code: UV_EAI_NONAME.rawValue)
+    public static let EBADF = UVError(code: UV_EBADF.rawValue)
+    public static let EBUSY = UVError(code: UV_EBUSY.rawValue)
+    public static let ECANCELED = UVError(code: UV_ECANCELED.rawValue)
+    public static let ECHILD = UVError(code: -Glibc.ECHILD)
+    public static let ECONNREFUSED = UVError(code: UV_ECONNREFUSED.rawValue)
+    public static let ECONNRESET = UVError(code: UV_ECONNRESET.rawValue)
+    public static let EEXIST = UVError(code: UV_EEXIST.rawValue)
+    public static let EINVAL = UVError(code: UV_EINVAL.rawValue)
+    public static let EMFILE = UVError(code: UV_EMFILE.rawValue)
+    public static let ENAMETOOLONG = UVError(code: UV_ENAMETOOLONG.rawValue)
+    public static let ENOENT = UVError(code: UV_ENOENT.rawValue)
+    public static let ENOSYS = UVError(code: UV_ENOSYS.rawValue)
+    public static let ENOTCONN = UVError(code: UV_ENOTCONN.rawValue)
+    public static let ENOTSUP = UVError(code: UV_ENOTSUP.rawValue)
+    public static let EOF = UVError(code: UV_EOF.rawValue)
+    public static let EPERM = UVError(code: UV_EPERM.rawValue)
+    public static let EPIPE = UVError(code: UV_EPIPE.rawValue)
+    public static let ESRCH = UVError(code: UV_ESRCH.rawValue)
+    public static let ETIMEDOUT = UVError(code: UV_ETIMEDOUT.rawValue)
+}
+
+extension UVError {
+    /// Returns `result` when it is not negative, else throws it as a `UVError` naming `operation`.
+    @inline(__always) @discardableResult
+    static func check(_ result: Int32, _ operation: @autoclosure () -> String) throws(UVError) -> Int32 {
+        if result < 0 { throw UVError(code: result, operation: operation()) }
+        return result
+    }
+}

@@ -1,0 +1,93 @@
+import CLibUV
+
+/// Base of the 1:1 wrappers of libuv handles.
+///
+/// Lifetime: the handle's memory is allocated here and freed only in its close callback. `close()`
+/// takes a +1 reference on the wrapper that the close callback releases, so the wrapper outlives
+/// every callback libuv can still make. `handle.data` holds an unretained pointer to the wrapper.
+class UVHandle {
+    /// The `uv_xxx_t` memory, sized with `uv_handle_size`.
+    let raw: UnsafeMutableRawPointer
+    /// True once `close()` was called. Loop thread only.
+    private(set) var isClosing = false
+
+    var handle: UnsafeMutablePointer<uv_handle_t> { raw.assumingMemoryBound(to: uv_handle_t.self) }
+
+    /// Allocates the handle and runs `initialize` (the `uv_xxx_init` call) on it.
+    /// - Throws: `UVError` from `initialize`; the memory is freed and nothing is left on the loop.
+    init(type: uv_handle_type, operation: String,
+         _ initialize: (UnsafeMutableRawPointer) -> Int32) throws(UVError) {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: uv_handle_size(type), alignment: 16)
+        let rc = initialize(raw)
+        if rc < 0 {
+            raw.deallocate()
+            throw UVError(code: rc, operation: operation)
+        }
+        self.raw = raw
+        uv_handle_set_data(handle, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// Starts closing the handle. Idempotent. Loop thread only.
+    final func close() {
+        guard !isClosing else { return }
+        isClosing = true
+        _ = Unmanaged.passRetained(self)
+        uv_close(handle, uvHandleCloseCallback)
+    }
+
+    /// Called from the close callback, before the memory is freed. Subclasses release what they hold.
+    func didClose() {}
+
+    /// `uv_ref`/`uv_unref`: whether this handle alone keeps `uv_run` going.
+    final var keepsLoopAlive: Bool {
+        get { uv_has_ref(handle) != 0 }
+        set { newValue ? uv_ref(handle) : uv_unref(handle) }
+    }
+
+    final var isActive: Bool { uv_is_active(handle) != 0 }
+
+    deinit {
+        if !isClosing {
+            // A wrapper dropped without close() would leave libuv with a dangling data pointer.
+            // Detach it; the loop's close() walks and frees the orphaned handle.
+            uv_handle_set_data(handle, nil)
+            assertionFailure("UVHandle of type \(uv_handle_get_type(handle)) deallocated without close()")
+        }
+    }
+
+    /// The wrapper that owns `handle`, if any.
+    static func wrapper(_ handle: UnsafeMutableRawPointer?) -> UVHandle? {
+        guard let handle else { return nil }
+        guard let data = uv_handle_get_data(handle.assumingMemoryBound(to: uv_handle_t.self)) else { return nil }
+        return Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue()
+    }
+
+    /// Closes any handle of the loop: through its wrapper, or directly when it has none.
+    static func close(_ handle: UnsafeMutablePointer<uv_handle_t>) {
+        if let wrapper = wrapper(UnsafeMutableRawPointer(handle)) {
+            wrapper.close()
+        } else {
+            uv_close(handle, uvHandleCloseCallback)
+        }
+    }
+}
+
+/// The one close callback of every handle: releases the wrapper's +1, then frees the memory.
+private let uvHandleCloseCallback: uv_close_cb = { handle in
+    guard let handle else { return }
+    if let data = uv_handle_get_data(handle) {
+        let wrapper = Unmanaged<UVHandle>.fromOpaque(data).takeRetainedValue()
+        uv_handle_set_data(handle, nil)
+        wrapper.didClose()
+    }
+    UnsafeMutableRawPointer(handle).deallocate()
+}
+
+/// Recovers the wrapper of type `T` from a callback's handle pointer.
+@inline(__always)
+func uvWrapper<T: UVHandle, P>(_ pointer: UnsafeMutablePointer<P>?, as: T.Type) -> T? {
+    guard let pointer, let data = uv_handle_get_data(UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: uv_handle_t.self)) else {
+        return nil
+    }
+    return unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: T.self)
+}

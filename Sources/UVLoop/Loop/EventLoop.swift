@@ -1,0 +1,506 @@
+import HeapModule
+import Logging
+import Synchronization
+
+/// An event loop owning one libuv loop (asyncio.AbstractEventLoop in Swift form).
+///
+/// A loop is bound to the thread that runs it: callbacks, timers and Swift jobs run there, in FIFO
+/// order for `callSoon`, by due time for timers. Other threads reach a loop only through
+/// `callSoonThreadsafe`, `stop()` and the executor's `enqueue`; `callSoon` and `callLater` called
+/// from another thread are routed the same way, so they never corrupt anything.
+///
+/// The loop is a `SerialExecutor` and a `TaskExecutor` (see `EventLoop+Executor.swift`).
+public final class EventLoop: @unchecked Sendable {
+    /// One unit of work in the ready queue. Jobs need no closure allocation.
+    enum Work {
+        case handle(Handle)
+        case timer(TimerHandle)
+        case job(UnownedJob)
+        /// Insert the timer into the heap (a `callLater` made off the loop thread).
+        case schedule(TimerHandle)
+        /// `stop()` made off the loop thread.
+        case stop
+    }
+
+    /// The lifecycle, readable from any thread.
+    enum State: UInt8 { case idle, running, closed }
+
+    /// Cross-thread submissions. Guarded by `inbox`'s lock.
+    struct Inbox {
+        var items: [Work] = []
+        /// Set by `close()` under the lock before the wake-up handle is closed, so no thread can
+        /// `send()` to a freed handle.
+        var closed = false
+    }
+
+    // MARK: State shared across threads
+
+    private let state = Atomic<UInt8>(State.idle.rawValue)
+    /// `pthread_self()` of the thread running the loop, 0 when not running.
+    private let owner = Atomic<UInt>(0)
+    private let inbox = Mutex(Inbox())
+    private let debugEnabled: Atomic<Bool>
+
+    // MARK: Loop-thread state (the running thread, or the owner while not running)
+
+    let core: UVRunLoop
+    private var wakeup: UVAsync!
+    private var drainer: UVIdle!
+    private var timer: UVTimer!
+    private var ready: [Work] = []
+    private var spare: [Work] = []
+    private var drainerActive = false
+    private var stopping = false
+    private var timers = Heap<TimerEntry>()
+    private var timerSequence: UInt64 = 0
+    /// Deadline the uv timer is armed for, `.max` when disarmed.
+    private var armedDeadline: UInt64 = .max
+    private var cancelledInHeap = 0
+    private var exceptionHandler: ((EventLoop, ExceptionContext) -> Void)?
+
+    /// Work run per loop iteration before polling I/O again: a batch always completes, and new
+    /// batches start while fewer than this many items ran in this iteration.
+    static let iterationBudget = 4096
+
+    /// In debug mode, callbacks slower than this many seconds are logged.
+    public var slowCallbackDuration: Double = 0.1
+
+    let logger = Logger(label: "uvloop.loop")
+
+    /// Creates a loop. It runs on whichever thread calls `runForever` or `runUntilComplete`.
+    ///
+    /// Debug mode starts on when the environment variable `UVLOOP_DEBUG` is set to a non-empty
+    /// value (asyncio's `PYTHONASYNCIODEBUG`).
+    /// - Throws: `UVError` when libuv cannot create the loop (EMFILE when out of descriptors).
+    public init() throws {
+        _ = System.ignoreSIGPIPE
+        core = try UVRunLoop()
+        debugEnabled = Atomic(System.environment("UVLOOP_DEBUG").map { !$0.isEmpty } ?? false)
+        do {
+            wakeup = try UVAsync(loop: core) { [unowned(unsafe) self] in self.moveInbox() }
+            drainer = try UVIdle(loop: core) { [unowned(unsafe) self] in self.runReady() }
+            timer = try UVTimer(loop: core) { [unowned(unsafe) self] in self.fireTimers() }
+        } catch {
+            core.close()
+            throw error
+        }
+        // The timer alone must not keep uv_run going; the wake-up handle does (run forever).
+        timer.keepsLoopAlive = false
+        drainer.keepsLoopAlive = false
+    }
+
+    deinit {
+        if State(rawValue: state.load(ordering: .acquiring)) != .closed {
+            releaseResources()
+        }
+    }
+
+    // MARK: State
+
+    /// True while `runForever` or `runUntilComplete` runs the loop.
+    public var isRunning: Bool { state.load(ordering: .acquiring) == State.running.rawValue }
+
+    /// True once `close()` has run.
+    public var isClosed: Bool { state.load(ordering: .acquiring) == State.closed.rawValue }
+
+    /// True when called on the thread currently running this loop.
+    @inline(__always)
+    public var inLoopThread: Bool { owner.load(ordering: .relaxed) == System.currentThreadID }
+
+    /// The loop's monotonic clock, in seconds (asyncio's `loop.time()`).
+    public func time() -> Double { Double(UVRunLoop.hrtime()) / 1e9 }
+
+    /// Debug mode: slow callbacks are logged, and loop-only calls made from another thread are
+    /// logged before they are routed through the thread-safe queue.
+    public var debug: Bool {
+        get { debugEnabled.load(ordering: .relaxed) }
+        set { debugEnabled.store(newValue, ordering: .relaxed) }
+    }
+
+    // MARK: Running
+
+    /// Runs the loop until `stop()` is called.
+    ///
+    /// `stop()` called before `runForever` makes it run one iteration (poll with no timeout, run
+    /// the callbacks already scheduled) and return.
+    /// - Throws: `EventLoopError.loopClosed`, `.loopAlreadyRunning`, or `.anotherLoopIsRunning`.
+    public func runForever() throws {
+        try beginRun()
+        defer { endRun() }
+        runUntilStopped()
+    }
+
+    /// Marks the loop running on this thread. Shared by `runForever` and `runUntilComplete`.
+    func beginRun() throws {
+        if RunningLoop.current != nil { throw EventLoopError.anotherLoopIsRunning }
+        let (exchanged, original) = state.compareExchange(
+            expected: State.idle.rawValue, desired: State.running.rawValue, ordering: .acquiringAndReleasing)
+        if !exchanged {
+            throw original == State.closed.rawValue ? EventLoopError.loopClosed : EventLoopError.loopAlreadyRunning
+        }
+        owner.store(System.currentThreadID, ordering: .releasing)
+        RunningLoop.current = self
+    }
+
+    func runUntilStopped() {
+        moveInbox()
+        while true {
+            core.run(.default)
+            if stopping { break }
+        }
+        stopping = false
+    }
+
+    func endRun() {
+        RunningLoop.current = nil
+        owner.store(0, ordering: .releasing)
+        state.store(State.idle.rawValue, ordering: .releasing)
+    }
+
+    /// Stops the loop: the callbacks of the current iteration run, then `runForever` returns.
+    /// Callable from any thread; harmless on a closed loop.
+    public func stop() {
+        if inLoopThread {
+            stopping = true
+            core.stop()
+        } else {
+            _ = submitExternal(.stop)
+        }
+    }
+
+    /// Closes the loop: drops pending callbacks and timers, closes every libuv handle and the
+    /// libuv loop itself. Idempotent.
+    ///
+    /// Swift jobs still queued are dropped with a warning: their tasks stay suspended, as asyncio's
+    /// pending tasks do when their loop closes.
+    /// - Throws: `EventLoopError.loopIsRunning` while the loop runs.
+    public func close() throws {
+        let (exchanged, original) = state.compareExchange(
+            expected: State.idle.rawValue, desired: State.closed.rawValue, ordering: .acquiringAndReleasing)
+        if !exchanged {
+            if original == State.closed.rawValue { return }
+            throw EventLoopError.loopIsRunning
+        }
+        releaseResources()
+    }
+
+    private func releaseResources() {
+        state.store(State.closed.rawValue, ordering: .releasing)
+        let orphans = inbox.withLock { inbox -> [Work] in
+            inbox.closed = true
+            defer { inbox.items = [] }
+            return inbox.items
+        }
+        let droppedJobs = (ready + orphans).reduce(0) { count, work in
+            if case .job = work { return count + 1 }
+            return count
+        }
+        if droppedJobs > 0 {
+            logger.warning("Event loop closed with \(droppedJobs) Swift job(s) still queued; their tasks stay suspended")
+        }
+        ready = []
+        spare = []
+        for entry in timers.unordered { entry.handle.inHeap = false }
+        timers = Heap()
+        exceptionHandler = nil
+        let rc = core.close()
+        if rc != 0 {
+            logger.error("uv_loop_close failed: \(UVError(code: rc, operation: "uv_loop_close"))")
+        }
+    }
+
+    // MARK: Scheduling
+
+    /// Schedules `callback` to run on the next loop iteration (asyncio's `call_soon`).
+    ///
+    /// From another thread it is routed like `callSoonThreadsafe`.
+    /// - Returns: a `Handle` that can cancel the callback.
+    /// - Warning: Traps with "Event loop is closed" on a closed loop.
+    @discardableResult
+    public func callSoon(_ callback: @escaping () throws -> Void) -> Handle {
+        let handle = Handle(callback)
+        if inLoopThread {
+            appendReady(.handle(handle))
+        } else {
+            if debug { logger.warning("callSoon called from a thread that does not run this loop; routed thread-safely") }
+            submitOrTrap(.handle(handle))
+        }
+        return handle
+    }
+
+    /// Schedules `callback` from any thread and wakes the loop (asyncio's `call_soon_threadsafe`).
+    /// - Returns: a `Handle` that can cancel the callback.
+    /// - Warning: Traps with "Event loop is closed" on a closed loop.
+    @discardableResult
+    public func callSoonThreadsafe(_ callback: @escaping @Sendable () throws -> Void) -> Handle {
+        let handle = Handle(callback)
+        if inLoopThread {
+            appendReady(.handle(handle))
+        } else {
+            submitOrTrap(.handle(handle))
+        }
+        return handle
+    }
+
+    /// Like `callSoonThreadsafe`, but returns false instead of trapping when the loop is closed.
+    /// For deliveries that may race with `close()` (child watchers, worker threads).
+    @discardableResult
+    func trySubmit(_ callback: @escaping @Sendable () -> Void) -> Bool {
+        let handle = Handle(callback)
+        if inLoopThread {
+            appendReady(.handle(handle))
+            return true
+        }
+        return submitExternal(.handle(handle))
+    }
+
+    @inline(__always)
+    func appendReady(_ work: Work) {
+        ready.append(work)
+        if !drainerActive {
+            drainerActive = true
+            drainer.start()
+        }
+    }
+
+    private func submitOrTrap(_ work: Work) {
+        if !submitExternal(work) {
+            preconditionFailure("Event loop is closed")
+        }
+    }
+
+    /// Queues `work` from any thread. Returns false when the loop is closed.
+    func submitExternal(_ work: Work) -> Bool {
+        inbox.withLock { inbox in
+            if inbox.closed { return false }
+            inbox.items.append(work)
+            // Wake only on the empty -> non-empty transition; uv_async_send runs under the lock so
+            // that close() cannot free the handle in between.
+            if inbox.items.count == 1 { wakeup.send() }
+            return true
+        }
+    }
+
+    /// Moves cross-thread submissions into the ready queue. Loop thread.
+    private func moveInbox() {
+        var incoming: [Work] = []
+        inbox.withLock { swap(&incoming, &$0.items) }
+        guard !incoming.isEmpty else { return }
+        if ready.isEmpty {
+            ready = incoming
+        } else {
+            ready.append(contentsOf: incoming)
+        }
+        if !drainerActive {
+            drainerActive = true
+            drainer.start()
+        }
+    }
+
+    /// Runs the ready queue in batches (the idle handle's callback). Loop thread.
+    private func runReady() {
+        let debugging = debug
+        var budget = Self.iterationBudget
+        var batch: [Work] = []
+        repeat {
+            swap(&batch, &spare)
+            swap(&batch, &ready)
+            budget -= batch.count
+            for index in batch.indices {
+                run(batch[index], debugging: debugging)
+            }
+            batch.removeAll(keepingCapacity: true)
+            swap(&batch, &spare)
+        } while !ready.isEmpty && !stopping && budget > 0
+        if ready.isEmpty {
+            drainerActive = false
+            drainer.stop()
+        }
+    }
+
+    @inline(__always)
+    private func run(_ work: Work, debugging: Bool) {
+        switch work {
+        case .handle(let handle):
+            if !handle.isCancelled { invoke(handle.callback, debugging: debugging) }
+        case .timer(let timer):
+            if !timer.isCancelled { invoke(timer.callback, debugging: debugging) }
+        case .job(let job):
+            job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+        case .schedule(let timer):
+            insertTimer(timer)
+        case .stop:
+            stopping = true
+            core.stop()
+        }
+    }
+
+    @inline(__always)
+    private func invoke(_ callback: () throws -> Void, debugging: Bool) {
+        if debugging {
+            let start = UVRunLoop.hrtime()
+            invokeCatching(callback)
+            let seconds = Double(UVRunLoop.hrtime() - start) / 1e9
+            if seconds >= slowCallbackDuration {
+                logger.warning("Executing a callback took \(seconds) seconds")
+            }
+        } else {
+            invokeCatching(callback)
+        }
+    }
+
+    @inline(__always)
+    private func invokeCatching(_ callback: () throws -> Void) {
+        do {
+            try callback()
+        } catch {
+            callExceptionHandler(ExceptionContext(message: "Exception in callback", error: error))
+        }
+    }
+
+    // MARK: Timers
+
+    struct TimerEntry: Comparable {
+        let deadline: UInt64
+        let sequence: UInt64
+        let handle: TimerHandle
+
+        static func < (lhs: TimerEntry, rhs: TimerEntry) -> Bool {
+            lhs.deadline != rhs.deadline ? lhs.deadline < rhs.deadline : lhs.sequence < rhs.sequence
+        }
+        static func == (lhs: TimerEntry, rhs: TimerEntry) -> Bool { lhs.sequence == rhs.sequence }
+    }
+
+    /// Schedules `callback` to run after `delay` seconds (asyncio's `call_later`).
+    ///
+    /// A negative delay means "as soon as possible"; an infinite one never fires. A NaN delay
+    /// schedules nothing: the returned handle is already cancelled and the loop's exception
+    /// handler receives `EventLoopError.invalidDelay`.
+    /// - Warning: Traps with "Event loop is closed" on a closed loop.
+    @discardableResult
+    public func callLater(_ delay: Double, _ callback: @escaping () throws -> Void) -> TimerHandle {
+        schedule(at: delay.isNaN ? .nan : time() + max(delay, 0), callback)
+    }
+
+    /// Schedules `callback` to run at `when`, a time on the loop's clock (`time()`), in seconds
+    /// (asyncio's `call_at`). NaN is handled as in `callLater`.
+    /// - Warning: Traps with "Event loop is closed" on a closed loop.
+    @discardableResult
+    public func callAt(_ when: Double, _ callback: @escaping () throws -> Void) -> TimerHandle {
+        schedule(at: when, callback)
+    }
+
+    private func schedule(at when: Double, _ callback: @escaping () throws -> Void) -> TimerHandle {
+        guard !when.isNaN else {
+            let handle = TimerHandle(loop: nil, deadline: .max, when: when, callback)
+            handle.markCancelled()
+            if isClosed { preconditionFailure("Event loop is closed") }
+            let report = ExceptionContext(message: "callLater/callAt with a NaN time", error: EventLoopError.invalidDelay)
+            if inLoopThread {
+                callExceptionHandler(report)
+            } else {
+                submitOrTrap(.handle(Handle { [unowned self] in self.callExceptionHandler(report) }))
+            }
+            return handle
+        }
+        let nanoseconds = when * 1e9
+        let deadline: UInt64 = nanoseconds <= 0 ? 0 : (nanoseconds >= 1.8e19 ? .max : UInt64(nanoseconds))
+        let handle = TimerHandle(loop: self, deadline: deadline, when: when, callback)
+        if inLoopThread {
+            insertTimer(handle)
+        } else {
+            submitOrTrap(.schedule(handle))
+        }
+        return handle
+    }
+
+    private func insertTimer(_ handle: TimerHandle) {
+        guard !handle.isCancelled, handle.deadline != .max else { return }
+        timerSequence &+= 1
+        handle.inHeap = true
+        timers.insert(TimerEntry(deadline: handle.deadline, sequence: timerSequence, handle: handle))
+        if handle.deadline < armedDeadline { armTimer() }
+    }
+
+    /// Arms the uv timer for the earliest deadline. libuv's clock is in whole milliseconds and
+    /// may lag the monotonic clock, so the timeout is rounded up: a timer never fires early.
+    private func armTimer() {
+        guard let first = timers.min else {
+            timer.stop()
+            armedDeadline = .max
+            return
+        }
+        core.updateTime()
+        let loopNow = core.now &* 1_000_000
+        let timeout = first.deadline <= loopNow ? 0 : (first.deadline - loopNow + 999_999) / 1_000_000
+        armedDeadline = first.deadline
+        timer.start(timeout: timeout)
+    }
+
+    /// The uv timer's callback: moves every due timer to the ready queue.
+    private func fireTimers() {
+        let now = UVRunLoop.hrtime()
+        while let first = timers.min, first.deadline <= now {
+            timers.removeMin()
+            first.handle.inHeap = false
+            if first.handle.isCancelled {
+                cancelledInHeap -= 1
+            } else {
+                appendReady(.timer(first.handle))
+            }
+        }
+        armedDeadline = .max
+        armTimer()
+    }
+
+    /// Called by `TimerHandle.cancel()`. On the loop thread, counts cancelled entries and rebuilds
+    /// the heap once they are the majority, so cancelled long timeouts do not pile up.
+    func timerCancelled(_ handle: TimerHandle) {
+        guard inLoopThread, handle.inHeap else { return }
+        cancelledInHeap += 1
+        if cancelledInHeap > 64 && cancelledInHeap * 2 > timers.count {
+            let live = timers.unordered.filter { entry in
+                if entry.handle.isCancelled { entry.handle.inHeap = false; return false }
+                return true
+            }
+            timers = Heap(live)
+            cancelledInHeap = 0
+            armedDeadline = .max
+            armTimer()
+        }
+    }
+
+    /// Number of timers waiting in the heap (cancelled ones not yet dropped included).
+    var pendingTimerCount: Int { timers.count }
+
+    // MARK: Errors
+
+    /// Sets the handler that receives errors thrown by callbacks and other failures the loop
+    /// cannot throw to anyone; nil restores the default, which logs through swift-log.
+    public func setExceptionHandler(_ handler: ((EventLoop, ExceptionContext) -> Void)?) {
+        exceptionHandler = handler
+    }
+
+    /// The handler set with `setExceptionHandler`, if any.
+    public func getExceptionHandler() -> ((EventLoop, ExceptionContext) -> Void)? {
+        exceptionHandler
+    }
+
+    /// Passes `context` to the exception handler, or to `defaultExceptionHandler`.
+    public func callExceptionHandler(_ context: ExceptionContext) {
+        if let exceptionHandler {
+            exceptionHandler(self, context)
+        } else {
+            defaultExceptionHandler(context)
+        }
+    }
+
+    /// Logs `context` at error level with the label `uvloop.loop`.
+    public func defaultExceptionHandler(_ context: ExceptionContext) {
+        if let error = context.error {
+            logger.error("\(context.message)", metadata: ["error": "\(error)"])
+        } else {
+            logger.error("\(context.message)")
+        }
+    }
+}

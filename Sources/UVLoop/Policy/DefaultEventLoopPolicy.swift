@@ -1,0 +1,92 @@
+import Logging
+import Synchronization
+
+/// The default policy: the context is the current OS thread (asyncio.DefaultEventLoopPolicy).
+///
+/// - Each thread has one loop slot, released when the thread exits (a loop nobody else holds is
+///   then closed by its deinit).
+/// - On the main thread, the first `getEventLoop()` creates a loop with `newEventLoop()` and sets
+///   it with `setEventLoop(_:)` (so overrides of either are used), unless `setEventLoop` was
+///   already called on the main thread. On other threads it throws until a loop is set.
+/// - `getChildWatcher()` creates a `ThreadedChildWatcher` on first use; `setChildWatcher` closes
+///   the watcher it replaces; `setEventLoop` on the main thread attaches the loop to the watcher.
+///
+/// Subclass it to customise, as in asyncio's documentation:
+/// ```swift
+/// final class MyEventLoopPolicy: DefaultEventLoopPolicy {
+///     override func getEventLoop() throws -> EventLoop {
+///         let loop = try super.getEventLoop()
+///         // Do something with loop ...
+///         return loop
+///     }
+/// }
+/// setEventLoopPolicy(MyEventLoopPolicy())
+/// ```
+open class DefaultEventLoopPolicy: EventLoopPolicy, @unchecked Sendable {
+    /// One thread's slot. Touched only by its own thread.
+    private final class Slot {
+        var loop: EventLoop?
+        /// True once `setEventLoop` was called on this thread (with any value, nil included):
+        /// the main thread then stops creating loops implicitly.
+        var setCalled = false
+    }
+
+    private let slots = ThreadLocal<Slot>()
+    private let watcher = Mutex<(any ChildWatcher)?>(nil)
+
+    public init() {}
+
+    private var slot: Slot { slots.get { Slot() } }
+
+    /// The loop set for the calling thread; on the main thread, created on first use.
+    /// - Throws: `EventLoopError.noCurrentEventLoop` when the thread has none; what
+    ///   `newEventLoop()` throws when creating one fails.
+    open func getEventLoop() throws -> EventLoop {
+        let slot = self.slot
+        if slot.loop == nil, !slot.setCalled, System.isMainThread {
+            setEventLoop(try newEventLoop())
+        }
+        guard let loop = slot.loop else { throw EventLoopError.noCurrentEventLoop }
+        return loop
+    }
+
+    /// Sets the calling thread's loop. On the main thread, also attaches the child watcher (if one
+    /// exists) to `loop`.
+    open func setEventLoop(_ loop: EventLoop?) {
+        let slot = self.slot
+        slot.setCalled = true
+        slot.loop = loop
+        if System.isMainThread, let current = watcher.withLock({ $0 }) {
+            current.attachLoop(loop)
+        }
+    }
+
+    /// Creates a new, unset loop.
+    /// - Throws: `UVError` when libuv cannot create a loop.
+    open func newEventLoop() throws -> EventLoop {
+        try EventLoop()
+    }
+
+    /// The process's child watcher, a `ThreadedChildWatcher` created on first use.
+    open func getChildWatcher() -> any ChildWatcher {
+        watcher.withLock { current in
+            if let current { return current }
+            let created = ThreadedChildWatcher()
+            current = created
+            return created
+        }
+    }
+
+    /// Replaces the child watcher and closes the one it replaces (unless it is the same object).
+    /// `nil` means the next `getChildWatcher()` creates a new `ThreadedChildWatcher`. The new
+    /// watcher is not attached to any loop: call `attachLoop` or `setEventLoop` on the main thread.
+    open func setChildWatcher(_ newWatcher: (any ChildWatcher)?) {
+        let old = watcher.withLock { current in
+            defer { current = newWatcher }
+            return current
+        }
+        if let old, old !== newWatcher {
+            old.close()
+        }
+    }
+}
