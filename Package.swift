@@ -29,7 +29,13 @@ let package = Package(
         ),
         .testTarget(
             name: "UVLoopTests",
-            dependencies: ["UVLoop", "CLibUV"]
+            dependencies: ["UVLoop"]
+        ),
+        // Scenarios that must run on a process's main thread (policy rules), started by the tests.
+        .executableTarget(
+            name: "uvloop-test-helper",
+            dependencies: ["UVLoop"],
+            path: "Tests/UVLoopTestHelper"
         ),
     ] + examples.map {
         .executableTarget(name: $0, dependencies: ["UVLoop"], path: "examples/\($0)")

@@ -51,7 +51,7 @@ func crossThreadThroughput(n: Int) throws -> [Measurement] {
     try withEventLoop { eventLoop in
         let counter = CallbackCounter(target: n)
         let done = eventLoop.makePromise(of: Void.self)
-        let producers = startProducers(total: n) { share in
+        let (producers, openGate) = startProducers(total: n) { share in
             for _ in 0..<share {
                 eventLoop.execute {
                     if counter.increment() { done.succeed() }
@@ -60,10 +60,10 @@ func crossThreadThroughput(n: Int) throws -> [Measurement] {
         }
         eventLoop.execute {
             counter.startClock()
-            producers.openGate()
+            openGate()
         }
         try done.futureResult.wait()
-        for thread in producers.threads { thread.join() }
+        for producer in producers { producer.join() }
         return counter.throughput
     }
 }

@@ -40,7 +40,7 @@ func timers(n: Int) throws -> [Measurement] {
 func crossThreadThroughput(n: Int) throws -> [Measurement] {
     let loop = try newEventLoop()
     let counter = CallbackCounter(target: n)
-    let producers = startProducers(total: n) { share in
+    let (producers, openGate) = startProducers(total: n) { share in
         for _ in 0..<share {
             loop.callSoonThreadsafe {
                 if counter.increment() { loop.stop() }
@@ -49,10 +49,10 @@ func crossThreadThroughput(n: Int) throws -> [Measurement] {
     }
     loop.callSoon {
         counter.startClock()
-        producers.openGate()
+        openGate()
     }
     try loop.runForever()
-    for thread in producers.threads { thread.join() }
+    for producer in producers { producer.join() }
     try loop.close()
     return counter.throughput
 }

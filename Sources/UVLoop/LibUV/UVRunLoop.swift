@@ -47,6 +47,7 @@ final class UVRunLoop {
 
     /// Number of handles libuv still has on this loop (closing ones included).
     var handleCount: Int {
+        guard !isClosed else { return 0 }
         var count = 0
         withUnsafeMutablePointer(to: &count) { counter in
             uv_walk(pointer, { _, arg in arg!.assumingMemoryBound(to: Int.self).pointee += 1 }, counter)

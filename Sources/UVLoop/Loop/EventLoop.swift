@@ -132,7 +132,9 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Marks the loop running on this thread. Shared by `runForever` and `runUntilComplete`.
     func beginRun() throws {
-        if RunningLoop.current != nil { throw EventLoopError.anotherLoopIsRunning }
+        if let current = RunningLoop.current {
+            throw current === self ? EventLoopError.loopAlreadyRunning : EventLoopError.anotherLoopIsRunning
+        }
         let (exchanged, original) = state.compareExchange(
             expected: State.idle.rawValue, desired: State.running.rawValue, ordering: .acquiringAndReleasing)
         if !exchanged {

@@ -1,0 +1,88 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import UVLoop
+
+/// Runs `body` on a new OS thread and waits for it to finish; the thread has exited on return.
+@discardableResult
+func onNewThread<T: Sendable>(name: String = "uvloop-test", _ body: @escaping @Sendable () throws -> T) throws -> T {
+    let result = Mutex<Result<T, any Error>?>(nil)
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(ThreadBody {
+        let value = Result { try body() }
+        result.withLock { $0 = value }
+    })
+    let rc = pthread_create(&thread, nil, { arg in
+        let body = Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue()
+        body.run()
+        return nil
+    }, box.toOpaque())
+    precondition(rc == 0, "pthread_create failed: \(rc)")
+    pthread_join(thread, nil)
+    return try result.withLock { $0! }.get()
+}
+
+final class ThreadBody: @unchecked Sendable {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}
+
+/// Starts `body` on a new OS thread without waiting; returns a function that joins it.
+func startThread(_ body: @escaping @Sendable () -> Void) -> () -> Void {
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(ThreadBody(body))
+    pthread_create(&thread, nil, { arg in
+        Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue().run()
+        return nil
+    }, box.toOpaque())
+    let joined = thread
+    return { pthread_join(joined, nil) }
+}
+
+/// Number of open file descriptors of this process.
+func openDescriptorCount() -> Int {
+    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+}
+
+/// Number of threads of this process.
+func threadCount() -> Int {
+    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? -1
+}
+
+/// A value shared between the test and loop callbacks.
+final class Box<T: Sendable>: Sendable {
+    private let storage: Mutex<T>
+    init(_ value: T) { storage = Mutex(value) }
+    var value: T {
+        get { storage.withLock { $0 } }
+        set { storage.withLock { $0 = newValue } }
+    }
+    func mutate<R>(_ body: (inout T) -> R) -> R { storage.withLock { body(&$0) } }
+}
+
+/// Runs the helper executable (Tests/UVLoopTestHelper) with `scenario`; returns its exit status
+/// and output. The helper runs scenarios on its process's main thread.
+func runHelper(_ scenario: String) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = helperURL()
+    process.arguments = [scenario]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+func helperURL() -> URL {
+    // The test bundle and the helper are built into the same products directory.
+    let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var dir = me.deletingLastPathComponent()
+    while dir.path != "/" {
+        let candidate = dir.appendingPathComponent("uvloop-test-helper")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return URL(fileURLWithPath: "uvloop-test-helper")
+}
