@@ -42,7 +42,7 @@ BENCHMARKS = [
 @dataclass
 class Participant:
     name: str  # the table column; also the "impl" its JSON lines carry
-    build: Callable[[], Optional[list]]  # returns the command prefix, or raises BuildError
+    build: Callable[[], list]  # builds it and returns the command prefix, or raises BuildError
     command: Optional[list] = None
     failure: Optional[str] = None  # why it shows "n/a"
     failures: dict = field(default_factory=dict)  # bench id -> why that bench shows "n/a"
@@ -65,7 +65,7 @@ def run_logged(command, log_name, env=None):
 def swift_build(product, scratch=".build", env=None):
     """Builds one executable product in release mode and returns its path."""
     base = ["swift", "build", "-c", "release", "--package-path", str(HERE), "--scratch-path", str(HERE / scratch)]
-    run_logged(base + ["--product", product], f"{product}.log", env)
+    run_logged(base + ["--product", product], f"{product}-{scratch.lstrip('.')}.log", env)
     bin_dir = subprocess.run(base + ["--show-bin-path"], capture_output=True, text=True, env=env).stdout.strip()
     return [str(Path(bin_dir) / product)]
 
@@ -122,8 +122,9 @@ def run_once(participant, bench, n, timeout):
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"timed out after {timeout} s")
     if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        raise RuntimeError(f"exit {done.returncode}: {lines[0] if lines else 'no message'}")
+        lines = done.stderr.strip().splitlines() or ["no message"]
+        message = lines[-1] if lines[0].startswith("Traceback") else lines[0]  # Python's error is last
+        raise RuntimeError(f"exit {done.returncode}: {message}")
     values = {}
     for line in done.stdout.splitlines():
         if line.startswith("{"):

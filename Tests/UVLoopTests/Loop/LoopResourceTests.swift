@@ -9,12 +9,13 @@ func warmUp() throws {
 }
 
 /// Descriptor and thread counts are process-wide, so these run in their own process (exit tests).
+/// The child prints only what went wrong; the parent expects it to exit 0 having printed nothing.
 @Suite("EventLoop: nothing left behind")
 struct LoopResourceTests {
     @Test(.timeLimit(.minutes(1))) func closeReleasesEveryDescriptorAndCreatesNoThread() async {
-        await #expect(processExitsWith: .success) {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
             try warmUp()
-            let fdsBefore = openDescriptorCount()
+            let fdsBefore = openDescriptors()
             let threadsBefore = threadCount()
             for _ in 0..<20 {
                 let loop = try EventLoop()
@@ -25,19 +26,20 @@ struct LoopResourceTests {
                 join()
                 try loop.close()
             }
-            guard openDescriptorCount() == fdsBefore else { exit(1) }
-            guard threadCount() == threadsBefore else { exit(2) }
+            reportDescriptorChanges(since: fdsBefore, "after close()")
+            if threadCount() != threadsBefore { print("threads: \(threadsBefore) -> \(threadCount())") }
             // A loop dropped without close() is closed by its deinit.
             for _ in 0..<20 { _ = try EventLoop() }
-            guard openDescriptorCount() == fdsBefore else { exit(3) }
+            reportDescriptorChanges(since: fdsBefore, "after deinit")
         }
+        #expect(childOutput(result).isEmpty, "\(childOutput(result))")
     }
 
     @Test(.timeLimit(.minutes(1))) func aThreadExitingWithALoopInItsSlotLeavesNothing() async {
-        await #expect(processExitsWith: .success) {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
             let policy = DefaultEventLoopPolicy()
             try warmUp()
-            let fdsBefore = openDescriptorCount()
+            let fdsBefore = openDescriptors()
             for _ in 0..<10 {
                 try onNewThread {
                     let loop = try policy.newEventLoop()
@@ -45,8 +47,9 @@ struct LoopResourceTests {
                     _ = try loop.runUntilComplete { 1 }
                 }
             }
-            guard openDescriptorCount() == fdsBefore else { exit(1) }
+            reportDescriptorChanges(since: fdsBefore, "after the threads exited")
         }
+        #expect(childOutput(result).isEmpty, "\(childOutput(result))")
     }
 
     @Test(.timeLimit(.minutes(1))) func sigpipeIsIgnoredOnceALoopExists() async {
