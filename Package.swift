@@ -38,7 +38,7 @@ let package = Package(
             path: "Tests/UVLoopTestHelper"
         ),
     ] + examples.map {
-        .executableTarget(name: $0, dependencies: ["UVLoop"], path: "examples/\($0)")
+        .executableTarget(name: $0, dependencies: ["UVLoop"], path: "examples/\($0)", exclude: ["README.md"])
     },
     swiftLanguageModes: [.v6]
 )

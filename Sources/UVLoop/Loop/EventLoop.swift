@@ -27,7 +27,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Cross-thread submissions. Guarded by `inbox`'s lock.
     struct Inbox {
-        var items: [Work] = []
+        var items = WorkBuffer<Work>()
         /// Set by `close()` under the lock before the wake-up handle is closed, so no thread can
         /// `send()` to a freed handle.
         var closed = false
@@ -38,24 +38,33 @@ public final class EventLoop: @unchecked Sendable {
     private let state = Atomic<UInt8>(State.idle.rawValue)
     /// `pthread_self()` of the thread running the loop, 0 when not running.
     private let owner = Atomic<UInt>(0)
-    private let inbox = Mutex(Inbox())
+    private let inbox = LockedValue(Inbox())
     private let debugEnabled: Atomic<Bool>
 
     // MARK: Loop-thread state (the running thread, or the owner while not running)
+    //
+    // Confined to one thread by design, so the hot fields skip Swift's dynamic exclusivity
+    // checks (they cost about a tenth of a callSoon round trip).
 
     let core: UVRunLoop
     private var wakeup: UVAsync!
     private var drainer: UVIdle!
     private var timer: UVTimer!
-    private var ready: [Work] = []
-    private var spare: [Work] = []
-    private var drainerActive = false
-    private var stopping = false
-    private var timers = Heap<TimerEntry>()
-    private var timerSequence: UInt64 = 0
+    private let ready = WorkBuffer<Work>()
+    /// The batch being run; its contents are swapped with `ready`'s at the start of each batch.
+    private let running = WorkBuffer<Work>()
+    /// Its contents are swapped with the inbox's under the lock.
+    private let incoming = WorkBuffer<Work>()
+    @exclusivity(unchecked) private var drainerActive = false
+    @exclusivity(unchecked) private var stopping = false
+    @exclusivity(unchecked) private var timers = Heap<TimerEntry>()
+    @exclusivity(unchecked) private var timerSequence: UInt64 = 0
     /// Deadline the uv timer is armed for, `.max` when disarmed.
-    private var armedDeadline: UInt64 = .max
+    @exclusivity(unchecked) private var armedDeadline: UInt64 = .max
     private var cancelledInHeap = 0
+    /// The iteration clock (`clock()`) and the libuv tick it was read at.
+    @exclusivity(unchecked) private var clockNanoseconds: UInt64 = 0
+    @exclusivity(unchecked) private var clockTick: UInt64 = .max
     private var exceptionHandler: ((EventLoop, ExceptionContext) -> Void)?
 
     /// Work run per loop iteration before polling I/O again: a batch always completes, and new
@@ -108,7 +117,26 @@ public final class EventLoop: @unchecked Sendable {
     public var inLoopThread: Bool { owner.load(ordering: .relaxed) == System.currentThreadID }
 
     /// The loop's monotonic clock, in seconds (asyncio's `loop.time()`).
-    public func time() -> Double { Double(UVRunLoop.hrtime()) / 1e9 }
+    ///
+    /// On the thread running the loop this is the loop's iteration clock, as in libuv and uvloop:
+    /// it is read at the start of each iteration and after each poll for I/O, and does not advance
+    /// while a batch of callbacks runs, so `callLater` delays count from the current iteration.
+    /// Elsewhere it is the current monotonic time. Nanosecond resolution either way.
+    public func time() -> Double { Double(clock()) / 1e9 }
+
+    /// The loop's clock in nanoseconds (see `time()`).
+    @inline(__always)
+    func clock() -> UInt64 {
+        guard inLoopThread else { return UVRunLoop.hrtime() }
+        // libuv refreshes its millisecond clock at each iteration start and after each poll;
+        // re-read the precise clock only when that tick moved.
+        let tick = core.now
+        if tick != clockTick {
+            clockTick = tick
+            clockNanoseconds = UVRunLoop.hrtime()
+        }
+        return clockNanoseconds
+    }
 
     /// Debug mode: slow callbacks are logged, and loop-only calls made from another thread are
     /// logged before they are routed through the thread-safe queue.
@@ -188,20 +216,18 @@ public final class EventLoop: @unchecked Sendable {
 
     private func releaseResources() {
         state.store(State.closed.rawValue, ordering: .releasing)
-        let orphans = inbox.withLock { inbox -> [Work] in
+        inbox.withLock { inbox in
             inbox.closed = true
-            defer { inbox.items = [] }
-            return inbox.items
+            ready.append(movingFrom: inbox.items)
         }
-        let droppedJobs = (ready + orphans).reduce(0) { count, work in
-            if case .job = work { return count + 1 }
-            return count
+        var droppedJobs = 0
+        ready.forEach { work in
+            if case .job = work { droppedJobs += 1 }
         }
         if droppedJobs > 0 {
             logger.warning("Event loop closed with \(droppedJobs) Swift job(s) still queued; their tasks stay suspended")
         }
-        ready = []
-        spare = []
+        ready.removeAll()
         for entry in timers.unordered { entry.handle.inHeap = false }
         timers = Heap()
         exceptionHandler = nil
@@ -219,7 +245,7 @@ public final class EventLoop: @unchecked Sendable {
     /// - Returns: a `Handle` that can cancel the callback.
     /// - Warning: Traps with "Event loop is closed" on a closed loop.
     @discardableResult
-    public func callSoon(_ callback: @escaping () throws -> Void) -> Handle {
+    public func callSoon(_ callback: consuming @escaping () throws -> Void) -> Handle {
         let handle = Handle(callback)
         if inLoopThread {
             appendReady(.handle(handle))
@@ -234,7 +260,7 @@ public final class EventLoop: @unchecked Sendable {
     /// - Returns: a `Handle` that can cancel the callback.
     /// - Warning: Traps with "Event loop is closed" on a closed loop.
     @discardableResult
-    public func callSoonThreadsafe(_ callback: @escaping @Sendable () throws -> Void) -> Handle {
+    public func callSoonThreadsafe(_ callback: consuming @escaping @Sendable () throws -> Void) -> Handle {
         let handle = Handle(callback)
         if inLoopThread {
             appendReady(.handle(handle))
@@ -285,13 +311,12 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Moves cross-thread submissions into the ready queue. Loop thread.
     private func moveInbox() {
-        var incoming: [Work] = []
-        inbox.withLock { swap(&incoming, &$0.items) }
+        inbox.withLock { incoming.swapContents(with: $0.items) }
         guard !incoming.isEmpty else { return }
         if ready.isEmpty {
-            ready = incoming
+            ready.swapContents(with: incoming)
         } else {
-            ready.append(contentsOf: incoming)
+            ready.append(movingFrom: incoming)
         }
         if !drainerActive {
             drainerActive = true
@@ -303,16 +328,10 @@ public final class EventLoop: @unchecked Sendable {
     private func runReady() {
         let debugging = debug
         var budget = Self.iterationBudget
-        var batch: [Work] = []
         repeat {
-            swap(&batch, &spare)
-            swap(&batch, &ready)
-            budget -= batch.count
-            for index in batch.indices {
-                run(batch[index], debugging: debugging)
-            }
-            batch.removeAll(keepingCapacity: true)
-            swap(&batch, &spare)
+            running.swapContents(with: ready)
+            budget -= running.count
+            running.drain { work in run(work, debugging: debugging) }
         } while !ready.isEmpty && !stopping && budget > 0
         if ready.isEmpty {
             drainerActive = false
@@ -321,7 +340,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     @inline(__always)
-    private func run(_ work: Work, debugging: Bool) {
+    private func run(_ work: consuming Work, debugging: Bool) {
         switch work {
         case .handle(let handle):
             if !handle.isCancelled { invoke(handle.callback, debugging: debugging) }
@@ -442,6 +461,8 @@ public final class EventLoop: @unchecked Sendable {
     /// The uv timer's callback: moves every due timer to the ready queue.
     private func fireTimers() {
         let now = UVRunLoop.hrtime()
+        clockNanoseconds = now
+        clockTick = core.now
         while let first = timers.min, first.deadline <= now {
             timers.removeMin()
             first.handle.inHeap = false

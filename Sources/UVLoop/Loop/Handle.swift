@@ -8,7 +8,7 @@ public final class Handle: @unchecked Sendable {
     let callback: () throws -> Void
     private let cancelled = Atomic<Bool>(false)
 
-    init(_ callback: @escaping () throws -> Void) {
+    init(_ callback: consuming @escaping () throws -> Void) {
         self.callback = callback
     }
 

@@ -1,5 +1,4 @@
 import Logging
-import Synchronization
 
 /// The default policy: the context is the current OS thread (asyncio.DefaultEventLoopPolicy).
 ///
@@ -32,7 +31,7 @@ open class DefaultEventLoopPolicy: EventLoopPolicy, @unchecked Sendable {
     }
 
     private let slots = ThreadLocal<Slot>()
-    private let watcher = Mutex<(any ChildWatcher)?>(nil)
+    private let watcher = LockedValue<(any ChildWatcher)?>(nil)
 
     public init() {}
 

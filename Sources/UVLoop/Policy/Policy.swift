@@ -1,7 +1,6 @@
-import Synchronization
 
 /// The process-wide policy, created lazily.
-private let processPolicy = Mutex<(any EventLoopPolicy)?>(nil)
+private let processPolicy = LockedValue<(any EventLoopPolicy)?>(nil)
 
 /// Returns the process-wide event loop policy, creating a `DefaultEventLoopPolicy` on first use.
 public func getEventLoopPolicy() -> any EventLoopPolicy {

@@ -1,11 +1,10 @@
 import Glibc
-import Synchronization
 @testable import UVLoop
 
 /// A user-written watcher that records the calls made to it (for the policy's wiring rules).
 final class RecordingWatcher: ChildWatcher, @unchecked Sendable {
     enum Call: Equatable { case attach(ObjectIdentifier?), close }
-    private let log = Mutex<[Call]>([])
+    private let log = LockedValue<[Call]>([])
     var calls: [Call] { log.withLock { $0 } }
 
     func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {}

@@ -1,12 +1,11 @@
 import Foundation
-import Synchronization
 import Testing
 @testable import UVLoop
 
 /// Runs `body` on a new OS thread and waits for it to finish; the thread has exited on return.
 @discardableResult
 func onNewThread<T: Sendable>(name: String = "uvloop-test", _ body: @escaping @Sendable () throws -> T) throws -> T {
-    let result = Mutex<Result<T, any Error>?>(nil)
+    let result = LockedValue<Result<T, any Error>?>(nil)
     var thread = pthread_t()
     let box = Unmanaged.passRetained(ThreadBody {
         let value = Result { try body() }
@@ -79,8 +78,8 @@ func threadCount() -> Int {
 
 /// A value shared between the test and loop callbacks.
 final class Box<T: Sendable>: Sendable {
-    private let storage: Mutex<T>
-    init(_ value: T) { storage = Mutex(value) }
+    private let storage: LockedValue<T>
+    init(_ value: T) { storage = LockedValue(value) }
     var value: T {
         get { storage.withLock { $0 } }
         set { storage.withLock { $0 = newValue } }
