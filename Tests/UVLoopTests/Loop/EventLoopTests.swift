@@ -241,9 +241,10 @@ struct CallSoonTests {
         let received = Box<[Int]>(Array(repeating: 0, count: threads))
         let inOrder = Box(true)
         let done = Box(0)
+        let joins = Box<[@Sendable () -> Void]>([])
         loop.callSoon {
             for t in 0..<threads {
-                _ = startThread {
+                let join = startThread {
                     for i in 0..<perThread {
                         loop.callSoonThreadsafe {
                             received.mutate { counts in
@@ -255,9 +256,11 @@ struct CallSoonTests {
                         }
                     }
                 }
+                joins.mutate { $0.append(join) }
             }
         }
         try loop.runForever()
+        joins.value.forEach { $0() }
         #expect(received.value == Array(repeating: perThread, count: threads))
         #expect(inOrder.value)
     }

@@ -141,12 +141,15 @@ struct TimerTests {
         let loop = try EventLoop()
         defer { try? loop.close() }
         let onLoop = Box(false)
+        let joins = Box<[@Sendable () -> Void]>([])
         loop.callSoon {
-            _ = startThread {
+            let join = startThread {
                 loop.callLater(0.01) { onLoop.value = loop.inLoopThread; loop.stop() }
             }
+            joins.mutate { $0.append(join) }
         }
         try loop.runForever()
+        joins.value.forEach { $0() }
         #expect(onLoop.value)
     }
 

@@ -27,7 +27,7 @@ final class ThreadBody: @unchecked Sendable {
 }
 
 /// Starts `body` on a new OS thread without waiting; returns a function that joins it.
-func startThread(_ body: @escaping @Sendable () -> Void) -> () -> Void {
+func startThread(_ body: @escaping @Sendable () -> Void) -> @Sendable () -> Void {
     var thread = pthread_t()
     let box = Unmanaged.passRetained(ThreadBody(body))
     pthread_create(&thread, nil, { arg in
