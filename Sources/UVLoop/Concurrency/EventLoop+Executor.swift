@@ -3,13 +3,14 @@ import Dispatch
 extension EventLoop: SerialExecutor, TaskExecutor {
     /// Queues a Swift job; it runs on the loop's thread in FIFO order with the callbacks.
     ///
-    /// A job enqueued on a closed loop is dropped with a warning: its task stays suspended.
+    /// A job enqueued on a closed loop runs on a process-wide serial fallback queue instead (with
+    /// a warning logged once), so its task can finish rather than hang forever.
     public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         if inLoopThread {
             appendReady(.job(job))
         } else if !submitExternal(.job(job)) {
-            logger.warning("A Swift job was enqueued on a closed event loop and dropped; its task stays suspended")
+            ClosedLoopExecutor.shared.enqueue(job)
         }
     }
 
@@ -48,7 +49,7 @@ extension EventLoop {
         try beginRun()
         defer { endRun() }
         let outcome = Outcome<T>()
-        Task(executorPreference: self) { [unowned self] in
+        Task(executorPreference: self) {
             do {
                 outcome.result = .success(try await operation())
             } catch {

@@ -61,7 +61,9 @@ public final class EventLoop: @unchecked Sendable {
     @exclusivity(unchecked) private var timerSequence: UInt64 = 0
     /// Deadline the uv timer is armed for, `.max` when disarmed.
     @exclusivity(unchecked) private var armedDeadline: UInt64 = .max
-    private var cancelledInHeap = 0
+    /// Heap size at which cancelled timers are next swept out (amortised O(1) per insert).
+    private var compactionThreshold = EventLoop.minimumCompactionThreshold
+    static let minimumCompactionThreshold = 1024
     /// The iteration clock (`clock()`) and the libuv tick it was read at.
     @exclusivity(unchecked) private var clockNanoseconds: UInt64 = 0
     @exclusivity(unchecked) private var clockTick: UInt64 = .max
@@ -201,8 +203,8 @@ public final class EventLoop: @unchecked Sendable {
     /// Closes the loop: drops pending callbacks and timers, closes every libuv handle and the
     /// libuv loop itself. Idempotent.
     ///
-    /// Swift jobs still queued are dropped with a warning: their tasks stay suspended, as asyncio's
-    /// pending tasks do when their loop closes.
+    /// Swift jobs still queued, or enqueued later, run on a process-wide serial fallback queue so
+    /// their tasks can finish; a task that then uses this loop gets `EventLoopError.loopClosed`.
     /// - Throws: `EventLoopError.loopIsRunning` while the loop runs.
     public func close() throws {
         let (exchanged, original) = state.compareExchange(
@@ -220,15 +222,11 @@ public final class EventLoop: @unchecked Sendable {
             inbox.closed = true
             ready.append(movingFrom: inbox.items)
         }
-        var droppedJobs = 0
-        ready.forEach { work in
-            if case .job = work { droppedJobs += 1 }
+        // Callbacks are dropped, as in asyncio; Swift jobs move to the fallback executor so their
+        // tasks can still finish.
+        ready.drain { work in
+            if case .job(let job) = work { ClosedLoopExecutor.shared.enqueue(job) }
         }
-        if droppedJobs > 0 {
-            logger.warning("Event loop closed with \(droppedJobs) Swift job(s) still queued; their tasks stay suspended")
-        }
-        ready.removeAll()
-        for entry in timers.unordered { entry.handle.inHeap = false }
         timers = Heap()
         exceptionHandler = nil
         let rc = core.close()
@@ -413,8 +411,8 @@ public final class EventLoop: @unchecked Sendable {
 
     private func schedule(at when: Double, _ callback: @escaping () throws -> Void) -> TimerHandle {
         guard !when.isNaN else {
-            let handle = TimerHandle(loop: nil, deadline: .max, when: when, callback)
-            handle.markCancelled()
+            let handle = TimerHandle(deadline: .max, when: when, callback)
+            handle.cancel()
             if isClosed { preconditionFailure("Event loop is closed") }
             let report = ExceptionContext(message: "callLater/callAt with a NaN time", error: EventLoopError.invalidDelay)
             if inLoopThread {
@@ -426,7 +424,7 @@ public final class EventLoop: @unchecked Sendable {
         }
         let nanoseconds = when * 1e9
         let deadline: UInt64 = nanoseconds <= 0 ? 0 : (nanoseconds >= 1.8e19 ? .max : UInt64(nanoseconds))
-        let handle = TimerHandle(loop: self, deadline: deadline, when: when, callback)
+        let handle = TimerHandle(deadline: deadline, when: when, callback)
         if inLoopThread {
             insertTimer(handle)
         } else {
@@ -438,9 +436,23 @@ public final class EventLoop: @unchecked Sendable {
     private func insertTimer(_ handle: TimerHandle) {
         guard !handle.isCancelled, handle.deadline != .max else { return }
         timerSequence &+= 1
-        handle.inHeap = true
         timers.insert(TimerEntry(deadline: handle.deadline, sequence: timerSequence, handle: handle))
+        if timers.count >= compactionThreshold {
+            compactTimers()
+        }
         if handle.deadline < armedDeadline { armTimer() }
+    }
+
+    /// Sweeps cancelled timers out of the heap, so cancelled long timeouts do not pile up. Runs
+    /// when the heap doubles past its size after the last sweep: O(1) amortised per insert.
+    private func compactTimers() {
+        let live = timers.unordered.filter { !$0.handle.isCancelled }
+        if live.count != timers.count {
+            timers = Heap(live)
+            armedDeadline = .max
+            armTimer()
+        }
+        compactionThreshold = max(Self.minimumCompactionThreshold, timers.count * 2)
     }
 
     /// Arms the uv timer for the earliest deadline. libuv's clock is in whole milliseconds and
@@ -465,32 +477,12 @@ public final class EventLoop: @unchecked Sendable {
         clockTick = core.now
         while let first = timers.min, first.deadline <= now {
             timers.removeMin()
-            first.handle.inHeap = false
-            if first.handle.isCancelled {
-                cancelledInHeap -= 1
-            } else {
+            if !first.handle.isCancelled {
                 appendReady(.timer(first.handle))
             }
         }
         armedDeadline = .max
         armTimer()
-    }
-
-    /// Called by `TimerHandle.cancel()`. On the loop thread, counts cancelled entries and rebuilds
-    /// the heap once they are the majority, so cancelled long timeouts do not pile up.
-    func timerCancelled(_ handle: TimerHandle) {
-        guard inLoopThread, handle.inHeap else { return }
-        cancelledInHeap += 1
-        if cancelledInHeap > 64 && cancelledInHeap * 2 > timers.count {
-            let live = timers.unordered.filter { entry in
-                if entry.handle.isCancelled { entry.handle.inHeap = false; return false }
-                return true
-            }
-            timers = Heap(live)
-            cancelledInHeap = 0
-            armedDeadline = .max
-            armTimer()
-        }
     }
 
     /// Number of timers waiting in the heap (cancelled ones not yet dropped included).

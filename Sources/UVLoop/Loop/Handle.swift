@@ -25,32 +25,21 @@ public final class TimerHandle: @unchecked Sendable {
     let callback: () throws -> Void
     /// Due time on the loop's clock, in nanoseconds (`UInt64.max`: never).
     let deadline: UInt64
-    /// The loop that holds it, told about cancellation so it can compact its timer heap.
-    weak let loop: EventLoop?
-    /// True while it sits in the loop's timer heap. Loop thread only.
-    var inHeap = false
     private let cancelled = Atomic<Bool>(false)
 
     /// The due time on the loop's clock (`EventLoop.time()`), in seconds.
     public let when: Double
 
-    init(loop: EventLoop?, deadline: UInt64, when: Double, _ callback: @escaping () throws -> Void) {
-        self.loop = loop
+    init(deadline: UInt64, when: Double, _ callback: consuming @escaping () throws -> Void) {
         self.deadline = deadline
         self.when = when
         self.callback = callback
     }
 
-    /// Cancels the timer. Harmless when it already fired or was cancelled.
-    public func cancel() {
-        if !cancelled.exchange(true, ordering: .relaxed) {
-            loop?.timerCancelled(self)
-        }
-    }
+    /// Cancels the timer. Harmless when it already fired or was cancelled. The loop drops
+    /// cancelled timers from its heap when they come due, or earlier when the heap grows.
+    public func cancel() { cancelled.store(true, ordering: .relaxed) }
 
     /// True once `cancel()` was called.
     public var isCancelled: Bool { cancelled.load(ordering: .relaxed) }
-
-    /// Marks the handle cancelled without telling the loop (for a handle that never reached it).
-    func markCancelled() { cancelled.store(true, ordering: .relaxed) }
 }

@@ -184,6 +184,18 @@ struct ExecutorTests {
         }
     }
 
+    @Test(.timeLimit(.minutes(1))) func aTaskSuspendedWhenItsLoopClosesStillFinishes() async throws {
+        let loop = try EventLoop()
+        let task = try loop.runUntilComplete {
+            loop.createTask { () async throws -> Int in
+                try await Task.sleep(for: .milliseconds(50))
+                return loop.inLoopThread ? -1 : 5    // resumes on the fallback queue, not a loop thread
+            }
+        }
+        try loop.close()
+        #expect(try await task.value == 5)
+    }
+
     @Test func jobsRunInterleavedWithCallbacksInFIFOOrder() throws {
         let loop = try EventLoop()
         defer { try? loop.close() }
