@@ -1,16 +1,89 @@
 import Glibc
+import Logging
 
-/// The default watcher: one waiting thread per child (asyncio.ThreadedChildWatcher).
+/// The default watcher: one small waiting thread per child (asyncio.ThreadedChildWatcher).
 ///
-/// Not yet able to watch: `addChildHandler` throws `UVError.ENOSYS` until the child-watcher issue
-/// lands. It exists so the policy's watcher slot works.
+/// Works with loops on any thread, needs no signal and no main-thread loop, and costs O(1) per
+/// exit; each pending child costs one thread with a 64 KiB stack (a few KiB resident).
+///
+/// - `addChildHandler` must be called on a thread running an `EventLoop`; the callback runs on
+///   that loop. Registering a pid again replaces its callback (one waiting thread per pid).
+/// - `removeChildHandler` really removes: the removed callback never runs (the child is still
+///   reaped when it exits, so it never stays a zombie).
+/// - `isActive()` is always true; `attachLoop` and `close` do nothing (waiting threads finish
+///   when their child exits).
+///
+/// The waiting thread observes the exit with `waitid(WNOWAIT)`, then reaps under the reaper's
+/// lock, so a `ChildProcess` never signals a reaped pid.
 public final class ThreadedChildWatcher: ChildWatcher, @unchecked Sendable {
-    public init() {}
-    public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
-        throw UVError(code: UVError.ENOSYS.code, operation: "ThreadedChildWatcher.addChildHandler")
+    /// Stack of each waiting thread. Small: the thread only waits, reaps and hands off.
+    static let waiterStackSize = 64 * 1024
+
+    private struct Table {
+        var handlers: [pid_t: ChildRegistration] = [:]
+        /// Pids with a waiting thread.
+        var waiting: Set<pid_t> = []
     }
-    @discardableResult public func removeChildHandler(_ pid: pid_t) -> Bool { false }
+
+    private let table = LockedValue(Table())
+    private let logger = Logger(label: "uvloop.watcher")
+
+    public init() {}
+
+    /// Registers `callback` for `pid`'s exit, delivered on the loop running on this thread.
+    /// - Throws: `EventLoopError.noRunningEventLoop` when no loop runs on this thread;
+    ///   `UVError.EAGAIN` when no thread can be started. Nothing is registered then.
+    public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
+        let loop = try getRunningLoop()
+        try adopt(pid, ChildRegistration(callback: callback, loop: loop))
+    }
+
+    /// Watches `pid` with a waiting thread and delivers to `registration` (nil: just reap it).
+    /// Other watchers hand their pending children here when they can no longer watch them (their
+    /// loop or the watcher closed), so no exit is lost and no zombie is left.
+    /// - Throws: `UVError.EAGAIN` when no thread can be started.
+    func adopt(_ pid: pid_t, _ registration: ChildRegistration?) throws {
+        let needsWaiter = table.withLock { table -> Bool in
+            table.handlers[pid] = registration
+            return table.waiting.insert(pid).inserted
+        }
+        guard needsWaiter else { return }
+        do {
+            try System.startDetachedThread(stackSize: Self.waiterStackSize) { [self] in wait(for: pid) }
+        } catch {
+            table.withLock { table in
+                table.handlers[pid] = nil
+                table.waiting.remove(pid)
+            }
+            throw error
+        }
+    }
+
+    /// The waiting thread's body.
+    private func wait(for pid: pid_t) {
+        let outcome: Reaper.Outcome = Reaper.waitUntilExited(pid) ? Reaper.reap(pid) : .notAChild
+        let returnCode = Reaper.returnCode(for: outcome, pid: pid, logger: logger) ?? 255
+        let registration = table.withLock { table -> ChildRegistration? in
+            table.waiting.remove(pid)
+            return table.handlers.removeValue(forKey: pid)
+        }
+        registration?.deliver(pid: pid, returnCode: returnCode, logger: logger)
+    }
+
+    @discardableResult
+    public func removeChildHandler(_ pid: pid_t) -> Bool {
+        table.withLock { $0.handlers.removeValue(forKey: pid) != nil }
+    }
+
     public func attachLoop(_ loop: EventLoop?) {}
+
     public func isActive() -> Bool { true }
+
     public func close() {}
+
+    /// The process-wide watcher that adopts other watchers' orphaned children.
+    static let adopter = ThreadedChildWatcher()
+
+    /// Number of children with a waiting thread (for tests and benchmarks).
+    var pendingCount: Int { table.withLock { $0.waiting.count } }
 }

@@ -40,7 +40,7 @@ public struct UVError: Error, CustomStringConvertible, Hashable, Sendable {
     }
 
     public var description: String {
-        operation.isEmpty ? "\(name): \(message)" : "\(operation) failed: \(name) (\(message))"
+        operation.isEmpty ? "\(name): \(message)" : "\(operation): \(name) (\(message))"
     }
 
     public static func == (lhs: UVError, rhs: UVError) -> Bool { lhs.code == rhs.code }

@@ -14,13 +14,21 @@ class UVHandle {
     var handle: UnsafeMutablePointer<uv_handle_t> { raw.assumingMemoryBound(to: uv_handle_t.self) }
 
     /// Allocates the handle and runs `initialize` (the `uv_xxx_init` call) on it.
-    /// - Throws: `UVError` from `initialize`; the memory is freed and nothing is left on the loop.
-    init(type: uv_handle_type, operation: String,
+    /// - Parameter initializedOnFailure: true when `initialize` leaves the handle initialised even
+    ///   when it fails (`uv_spawn`): it is then closed, and freed in its close callback.
+    /// - Throws: `UVError` from `initialize`; nothing is left on the loop.
+    init(type: uv_handle_type, operation: String, initializedOnFailure: Bool = false,
          _ initialize: (UnsafeMutableRawPointer) -> Int32) throws(UVError) {
         let raw = UnsafeMutableRawPointer.allocate(byteCount: uv_handle_size(type), alignment: 16)
         let rc = initialize(raw)
         if rc < 0 {
-            raw.deallocate()
+            if initializedOnFailure {
+                let handle = raw.assumingMemoryBound(to: uv_handle_t.self)
+                uv_handle_set_data(handle, nil)
+                uv_close(handle, uvHandleCloseCallback)
+            } else {
+                raw.deallocate()
+            }
             throw UVError(code: rc, operation: operation)
         }
         self.raw = raw
@@ -37,6 +45,10 @@ class UVHandle {
 
     /// Called from the close callback, before the memory is freed. Subclasses release what they hold.
     func didClose() {}
+
+    /// Called once the handle has closed, whoever closed it (its owner, or the loop's `close()`).
+    /// Loop thread.
+    final var whenClosed: (() -> Void)?
 
     /// `uv_ref`/`uv_unref`: whether this handle alone keeps `uv_run` going.
     final var keepsLoopAlive: Bool {
@@ -79,6 +91,9 @@ private let uvHandleCloseCallback: uv_close_cb = { handle in
         let wrapper = Unmanaged<UVHandle>.fromOpaque(data).takeRetainedValue()
         uv_handle_set_data(handle, nil)
         wrapper.didClose()
+        let whenClosed = wrapper.whenClosed
+        wrapper.whenClosed = nil
+        whenClosed?()
     }
     UnsafeMutableRawPointer(handle).deallocate()
 }

@@ -43,6 +43,8 @@ public final class EventLoop: @unchecked Sendable {
     /// `send()` to a freed handle.
     @exclusivity(unchecked) private var inboxClosed = false
     private let debugEnabled: Atomic<Bool>
+    /// True while the loop runs on the process's main thread (Safe and Fast watchers need that).
+    private let runningOnMainThread = Atomic<Bool>(false)
 
     // MARK: Loop-thread state (the running thread, or the owner while not running)
     //
@@ -117,6 +119,9 @@ public final class EventLoop: @unchecked Sendable {
     /// True once `close()` has run.
     public var isClosed: Bool { state.load(ordering: .acquiring) == State.closed.rawValue }
 
+    /// True while the loop runs on the process's main thread.
+    var isRunningOnMainThread: Bool { runningOnMainThread.load(ordering: .acquiring) }
+
     /// True when called on the thread currently running this loop.
     @inline(__always)
     public var inLoopThread: Bool { owner.load(ordering: .relaxed) == System.currentThreadID }
@@ -174,6 +179,7 @@ public final class EventLoop: @unchecked Sendable {
             throw original == State.closed.rawValue ? EventLoopError.loopClosed : EventLoopError.loopAlreadyRunning
         }
         owner.store(System.currentThreadID, ordering: .releasing)
+        runningOnMainThread.store(System.isMainThread, ordering: .releasing)
         RunningLoop.current = self
     }
 
@@ -188,6 +194,7 @@ public final class EventLoop: @unchecked Sendable {
 
     func endRun() {
         RunningLoop.current = nil
+        runningOnMainThread.store(false, ordering: .releasing)
         owner.store(0, ordering: .releasing)
         state.store(State.idle.rawValue, ordering: .releasing)
     }

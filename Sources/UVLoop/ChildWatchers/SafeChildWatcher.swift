@@ -1,0 +1,53 @@
+import Glibc
+
+/// Polls every registered child on SIGCHLD, on the main thread's running loop
+/// (asyncio.SafeChildWatcher).
+///
+/// - Active only while attached (`attachLoop`, or `setEventLoop` on the main thread) to a loop
+///   running on the main thread. Loops on other threads can spawn only while it is active;
+///   otherwise spawning throws `EventLoopError.childWatcherNotActive` before anything starts.
+/// - Reaps only the pids registered with it (`waitpid(pid, WNOHANG)` for each: O(n) per
+///   SIGCHLD), so other code's children are left alone.
+/// - `addChildHandler` polls the pid at once: a child that already exited is reported
+///   synchronously, on the calling thread. Other exits are reported on the attached loop.
+/// - `addChildHandler` with no attached loop throws `EventLoopError.childWatcherHasNoLoop`.
+public final class SafeChildWatcher: ChildWatcher, @unchecked Sendable {
+    private let core = MainLoopSIGCHLD()
+
+    public init() {
+        core.onSIGCHLD = { [weak self] in self?.pollAll() }
+    }
+
+    /// - Throws: `EventLoopError.childWatcherHasNoLoop` when no loop is attached.
+    public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
+        try core.register(pid, callback)
+        core.deliver(poll([pid]))
+    }
+
+    @discardableResult
+    public func removeChildHandler(_ pid: pid_t) -> Bool { core.removeChildHandler(pid) }
+    public func attachLoop(_ loop: EventLoop?) { core.attachLoop(loop) }
+    public func isActive() -> Bool { core.isActive() }
+    public func close() { core.close() }
+
+    private func pollAll() {
+        core.deliver(poll(nil))
+    }
+
+    /// Reaps `pids` (nil: every registered pid) that have exited and unregisters them.
+    private func poll(_ pids: [pid_t]?) -> [(ChildRegistration, pid_t, Int32)] {
+        let logger = core.logger
+        return core.state.withLock { state in
+            Reaper.lock.withLock {
+                var exits: [(ChildRegistration, pid_t, Int32)] = []
+                for pid in pids ?? Array(state.handlers.keys) {
+                    guard let registration = state.handlers[pid] else { continue }
+                    guard let code = Reaper.returnCode(for: Reaper.reapLocked(pid), pid: pid, logger: logger) else { continue }
+                    state.handlers[pid] = nil
+                    exits.append((registration, pid, code))
+                }
+                return exits
+            }
+        }
+    }
+}
