@@ -1,0 +1,138 @@
+import CLibUV
+
+/// Base of the `uv_stream_t` wrappers (`UVTCP`, `UVPipe`): reading, writing, shutdown, listening.
+///
+/// Callbacks are closures set by the owner; they run on the loop thread inside libuv's callbacks and
+/// must not throw. `didClose` clears them (breaking any reference cycle through them) and then calls
+/// the `onClose` that was set. Loop thread only, like every handle.
+class UVStream: UVHandle {
+    /// Bytes read; the buffer is valid only during the call.
+    var onRead: (UnsafeRawBufferPointer) -> Void = { _ in }
+    /// Reading ended: nil at end of file, else the error (reading has stopped either way).
+    var onReadEnd: (UVError?) -> Void = { _ in }
+    /// A listening stream has a connection to accept (status 0), or accepting failed (negative).
+    var onConnection: (Int32) -> Void = { _ in }
+    /// Runs once, from the close callback, after the other callbacks were cleared.
+    var onClose: () -> Void = {}
+
+    final var stream: UnsafeMutablePointer<uv_stream_t> { raw.assumingMemoryBound(to: uv_stream_t.self) }
+
+    /// Starts delivering reads to `onRead`/`onReadEnd`.
+    final func startReading() throws(UVError) {
+        try UVError.check(uv_read_start(stream, uvStreamAlloc, uvStreamRead), "uv_read_start")
+    }
+
+    /// Stops reading (harmless when not reading).
+    final func stopReading() {
+        uv_read_stop(stream)
+    }
+
+    /// Writes as much of `bytes` as the kernel takes now, without queueing (`uv_try_write`).
+    /// - Returns: the number of bytes written (0 when the socket is full, or when a queued write is
+    ///   still pending, since order must be kept), or a negative libuv error (`UV_EPIPE`, ...).
+    final func tryWrite(_ bytes: UnsafeRawBufferPointer) -> Int {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
+        var buffer = uv_buf_init(UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
+        let rc = uv_try_write(stream, &buffer, 1)
+        if rc == UV_EAGAIN.rawValue { return 0 }
+        return Int(rc)
+    }
+
+    /// Queues `bytes` for writing (`uv_write`); `completion` gets 0 or a negative libuv error
+    /// (`UV_ECANCELED` when the stream is closed first).
+    /// - Warning: the caller keeps `bytes` alive and unchanged until `completion` runs.
+    /// - Throws: `UVError` when the write cannot be queued (then `completion` is never called).
+    final func write(_ bytes: UnsafeRawBufferPointer, completion: @escaping (Int32) -> Void) throws(UVError) {
+        let request = UVRequest.allocate(UV_WRITE, completion)
+        var buffer = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: CChar.self)),
+                                 UInt32(bytes.count))
+        // libuv copies the uv_buf_t array itself; only the bytes must outlive the call.
+        let rc = uv_write(request.assumingMemoryBound(to: uv_write_t.self), stream, &buffer, 1) { request, status in
+            guard let request else { return }
+            UVRequest.finish(UnsafeMutableRawPointer(request), as: Int32.self)(status)
+        }
+        if rc < 0 {
+            UVRequest.abandon(request, as: Int32.self)
+            throw UVError(code: rc, operation: "uv_write")
+        }
+    }
+
+    /// Shuts the write side down once queued writes are done (`uv_shutdown`).
+    /// - Throws: `UVError` (ENOTCONN when not connected); `completion` is then never called.
+    final func shutdown(completion: @escaping (Int32) -> Void) throws(UVError) {
+        let request = UVRequest.allocate(UV_SHUTDOWN, completion)
+        let rc = uv_shutdown(request.assumingMemoryBound(to: uv_shutdown_t.self), stream) { request, status in
+            guard let request else { return }
+            UVRequest.finish(UnsafeMutableRawPointer(request), as: Int32.self)(status)
+        }
+        if rc < 0 {
+            UVRequest.abandon(request, as: Int32.self)
+            throw UVError(code: rc, operation: "uv_shutdown")
+        }
+    }
+
+    /// Starts listening; each incoming connection calls `onConnection`.
+    final func listen(backlog: Int32) throws(UVError) {
+        try UVError.check(uv_listen(stream, backlog) { server, status in
+            uvWrapper(server, as: UVStream.self)?.onConnection(status)
+        }, "uv_listen")
+    }
+
+    /// Accepts a pending connection into `client` (an initialised, unused handle).
+    final func accept(into client: UVStream) throws(UVError) {
+        try UVError.check(uv_accept(stream, client.stream), "uv_accept")
+    }
+
+    /// Bytes queued in libuv's write queue.
+    final var writeQueueSize: Int { uv_stream_get_write_queue_size(stream) }
+
+    /// The underlying descriptor, or nil before one exists.
+    final var fileDescriptor: Int32? {
+        var fd: uv_os_fd_t = -1
+        return uv_fileno(handle, &fd) == 0 ? fd : nil
+    }
+
+    override func didClose() {
+        let hook = onClose
+        onRead = { _ in }
+        onReadEnd = { _ in }
+        onConnection = { _ in }
+        onClose = {}
+        hook()
+    }
+}
+
+/// libuv asks for a buffer just before each read: hand it the calling thread's receive buffer.
+/// Reads complete synchronously in the read callback that follows, which copies out what it keeps.
+private let uvStreamAlloc: uv_alloc_cb = { _, _, buffer in
+    let receive = ReceiveBuffer.forCurrentThread()
+    buffer?.pointee = uv_buf_init(receive.base.assumingMemoryBound(to: CChar.self), UInt32(ReceiveBuffer.size))
+}
+
+private let uvStreamRead: uv_read_cb = { stream, nread, buffer in
+    guard let wrapper = uvWrapper(stream, as: UVStream.self) else { return }
+    if nread > 0 {
+        wrapper.onRead(UnsafeRawBufferPointer(start: buffer?.pointee.base, count: nread))
+    } else if nread == Int(UV_EOF.rawValue) {
+        wrapper.onReadEnd(nil)
+    } else if nread < 0 {
+        wrapper.onReadEnd(UVError(code: Int32(nread), operation: "read"))
+    }
+    // nread == 0: EAGAIN, nothing to do.
+}
+
+/// The per-thread buffer libuv reads into (64 KiB, as libuv suggests): one per loop thread instead
+/// of one per connection, so idle connections hold no read memory (uvloop does the same per loop).
+final class ReceiveBuffer {
+    static let size = 65_536
+    let base = UnsafeMutableRawPointer.allocate(byteCount: ReceiveBuffer.size, alignment: 16)
+
+    deinit { base.deallocate() }
+
+    private static let slot = ThreadLocal<ReceiveBuffer>()
+
+    @inline(__always)
+    static func forCurrentThread() -> ReceiveBuffer {
+        slot.get(orCreate: ReceiveBuffer.init)
+    }
+}

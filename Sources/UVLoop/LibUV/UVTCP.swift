@@ -1,0 +1,83 @@
+import CLibUV
+import Glibc
+
+/// `uv_tcp_t`: a TCP listener or connection.
+final class UVTCP: UVStream {
+    /// - Parameter family: `AF_INET` or `AF_INET6` to create the socket at once (so options can be
+    ///   set before `bind`), or `AF_UNSPEC` to let `bind`/`connect`/`accept` create it.
+    init(loop: UVRunLoop, family: Int32 = AF_UNSPEC) throws(UVError) {
+        try super.init(type: UV_TCP, operation: "uv_tcp_init_ex") {
+            uv_tcp_init_ex(loop.pointer, $0.assumingMemoryBound(to: uv_tcp_t.self), UInt32(family))
+        }
+    }
+
+    private var tcp: UnsafeMutablePointer<uv_tcp_t> { raw.assumingMemoryBound(to: uv_tcp_t.self) }
+
+    /// Binds to `address` (libuv sets SO_REUSEADDR). With `ipv6Only`, an IPv6 socket does not
+    /// also take the IPv4 port, so "::" and "0.0.0.0" can both be bound.
+    /// - Throws: `UVError` (EADDRINUSE, EADDRNOTAVAIL, EACCES); libuv reports some bind errors
+    ///   only at `listen`.
+    func bind(_ address: UVSocketAddress, ipv6Only: Bool = false) throws(UVError) {
+        let flags: UInt32 = ipv6Only ? UInt32(UV_TCP_IPV6ONLY.rawValue) : 0
+        let rc = address.withSockaddr { uv_tcp_bind(tcp, $0, flags) }
+        try UVError.check(rc, "uv_tcp_bind(\(address.host) port \(address.port))")
+    }
+
+    /// Sets SO_REUSEPORT, so several sockets (one per loop thread) can listen on one port and the
+    /// kernel spreads connections over them. libuv 1.44's `uv_tcp_bind` has no flag for it, so
+    /// the socket is created first (`init(family:)`) and the option set on its descriptor.
+    func setReusePort() throws(UVError) {
+        guard let fd = fileDescriptor else { throw UVError(code: UV_EBADF.rawValue, operation: "setsockopt(SO_REUSEPORT)") }
+        try Socket.setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)")
+    }
+
+    /// Connects to `address`; `completion` gets 0 or a negative libuv error (ECONNREFUSED,
+    /// ETIMEDOUT, ECANCELED when the handle is closed first).
+    /// - Throws: `UVError` when the attempt cannot start (then `completion` is never called).
+    func connect(_ address: UVSocketAddress, completion: @escaping (Int32) -> Void) throws(UVError) {
+        let request = UVRequest.allocate(UV_CONNECT, completion)
+        let rc = address.withSockaddr { sockaddr in
+            uv_tcp_connect(request.assumingMemoryBound(to: uv_connect_t.self), tcp, sockaddr) { request, status in
+                guard let request else { return }
+                UVRequest.finish(UnsafeMutableRawPointer(request), as: Int32.self)(status)
+            }
+        }
+        if rc < 0 {
+            UVRequest.abandon(request, as: Int32.self)
+            throw UVError(code: rc, operation: "uv_tcp_connect(\(address.host) port \(address.port))")
+        }
+    }
+
+    /// TCP_NODELAY: send small writes at once (asyncio and uvloop set it on every TCP stream).
+    func setNoDelay(_ enabled: Bool) {
+        uv_tcp_nodelay(tcp, enabled ? 1 : 0)
+    }
+
+    /// SO_LINGER with a zero timeout: the next close sends RST instead of FIN and drops unsent
+    /// data (what `uv_tcp_close_reset` does before its own `uv_close`).
+    func setResetOnClose() {
+        guard let fd = fileDescriptor else { return }
+        var value = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &value, socklen_t(MemoryLayout<linger>.size))
+    }
+
+    /// The bound address (`getsockname`), nil when unbound.
+    var localAddress: UVSocketAddress? {
+        name { uv_tcp_getsockname(tcp, $0, $1) }
+    }
+
+    /// The peer's address (`getpeername`), nil when not connected.
+    var peerAddress: UVSocketAddress? {
+        name { uv_tcp_getpeername(tcp, $0, $1) }
+    }
+
+    private func name(_ call: (UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<Int32>) -> Int32) -> UVSocketAddress? {
+        var storage = sockaddr_storage()
+        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        return withUnsafeMutableBytes(of: &storage) { raw -> UVSocketAddress? in
+            let address = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
+            guard call(address, &length) == 0 else { return nil }
+            return UVSocketAddress(copying: address)
+        }
+    }
+}

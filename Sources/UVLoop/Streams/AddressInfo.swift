@@ -1,0 +1,19 @@
+/// One answer of `EventLoop.getaddrinfo` (an entry of asyncio's `getaddrinfo` list).
+public struct AddressInfo: Sendable, Hashable, CustomStringConvertible {
+    /// The kind of socket an answer is for.
+    public enum SocketType: Sendable, Hashable {
+        case stream, datagram, raw
+        case other(Int32)
+    }
+
+    /// The address (numeric host and port).
+    public var address: SocketAddress
+    /// The socket type the answer is for.
+    public var socketType: SocketType
+    /// The protocol number (`IPPROTO_TCP`, `IPPROTO_UDP`, ...).
+    public var socketProtocol: Int32
+    /// The canonical name, when `AI_CANONNAME` was asked for (first answer only).
+    public var canonicalName: String?
+
+    public var description: String { "\(address) (\(socketType))" }
+}

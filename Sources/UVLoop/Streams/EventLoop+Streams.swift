@@ -1,0 +1,185 @@
+import Glibc
+
+/// TCP and Unix-socket servers and clients (asyncio's `start_server`, `open_connection`,
+/// `start_unix_server`, `open_unix_connection`).
+extension EventLoop {
+    /// Starts a TCP server on `host`/`port`; each connection runs `handler` in its own task on
+    /// this loop (asyncio's `start_server`).
+    ///
+    /// ```swift
+    /// let server = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
+    ///     while let chunk = try? await reader.read(65536), !chunk.isEmpty {
+    ///         try? writer.write(chunk)
+    ///         try? await writer.drain()
+    ///     }
+    /// }
+    /// print("listening on port", server.port)
+    /// ```
+    /// - Parameters:
+    ///   - host: a numeric address or a name; every address it resolves to is bound (on one
+    ///     port). `""` binds every local address (IPv4 and IPv6).
+    ///   - port: 0...65535; 0 lets the kernel choose (read it from `Server.port`).
+    ///   - backlog: the listen queue length.
+    ///   - reusePort: SO_REUSEPORT, so several loops (threads or processes) can each listen on
+    ///     the same port and the kernel spreads connections over them.
+    ///   - handler: runs once per connection. The connection closes when the handler has
+    ///     dropped its reader and writer (or closed the writer).
+    /// - Returns: the listening `Server`.
+    /// - Throws: `UVError` (EADDRINUSE, EACCES, EADDRNOTAVAIL, EINVAL for a port out of range,
+    ///   EAI_NONAME for an unknown host); `EventLoopError.loopClosed`.
+    public func startServer(host: String, port: Int, backlog: Int32 = 511, reusePort: Bool = false,
+                            _ handler: @escaping @Sendable (StreamReader, StreamWriter) async -> Void) async throws -> Server {
+        let addresses = try await socketAddresses(host, port: port, socketType: Int32(SOCK_STREAM.rawValue), passive: true)
+        return try await onLoop {
+            var listeners: [UVTCP] = []
+            var boundPort = port
+            var bound: [SocketAddress] = []
+            do {
+                for address in addresses {
+                    let listener = try UVTCP(loop: core, family: address.family)
+                    listeners.append(listener)
+                    if reusePort { try listener.setReusePort() }
+                    // With several addresses and port 0, the later ones take the port the first got.
+                    let target = address.with(port: boundPort)
+                    do {
+                        try listener.bind(target, ipv6Only: address.family == AF_INET6)
+                    } catch let error as UVError {
+                        throw UVError(code: error.code, operation: "bind(\(SocketAddress(target)))")
+                    }
+                    if let local = listener.localAddress {
+                        boundPort = local.port
+                        bound.append(SocketAddress(local))
+                    }
+                }
+            } catch {
+                for listener in listeners { listener.close() }
+                throw error
+            }
+            let server = Server(loop: self, listeners: listeners, port: boundPort, addresses: bound, handler: handler)
+            do {
+                try server.listen(backlog: backlog)
+            } catch let error as UVError {
+                // libuv reports EADDRINUSE only now (it defers bind's error to listen).
+                throw UVError(code: error.code, operation: "listen(\(bound.first.map { "\($0)" } ?? host))")
+            }
+            return server
+        }
+    }
+
+    /// Opens a TCP connection to `host`/`port` (asyncio's `open_connection`). Each address `host`
+    /// resolves to is tried in order until one accepts.
+    /// - Returns: the connection's reader and writer.
+    /// - Throws: `UVError` (ECONNREFUSED, ETIMEDOUT, ENETUNREACH: the last attempt's error;
+    ///   EAI_NONAME for an unknown host; EINVAL for a port out of range);
+    ///   `EventLoopError.loopClosed`; `CancellationError`.
+    public func openConnection(host: String, port: Int) async throws -> (StreamReader, StreamWriter) {
+        let addresses = try await socketAddresses(host, port: port, socketType: Int32(SOCK_STREAM.rawValue), passive: false)
+        var lastError: any Error = UVError(code: UVError.EAI_NONAME.code, operation: "getaddrinfo(\(host))")
+        for address in addresses {
+            do {
+                return try await connect(to: address)
+            } catch let error as UVError {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    private func connect(to address: UVSocketAddress) async throws -> (StreamReader, StreamWriter) {
+        try await onLoop {
+            let handle = try UVTCP(loop: core)
+            let attempt = ConnectAttempt(handle)
+            try await attempt.run(on: self, describing: "connect(\(SocketAddress(address)))") { completion in
+                try handle.connect(address, completion: completion)
+            }
+            return try StreamTransport.connectedTCP(loop: self, handle: handle).makeStreams()
+        }
+    }
+
+    /// Starts a server on the Unix socket at `path` (asyncio's `start_unix_server`).
+    ///
+    /// A socket file left at `path` by a server that is gone is replaced; one a live server
+    /// listens on is not (EADDRINUSE). The file is removed when the server closes.
+    /// - Throws: `UVError` (EADDRINUSE, ENOENT for a missing directory, EACCES, ENAMETOOLONG for a
+    ///   path longer than `sun_path` (107 bytes), EINVAL for an empty one);
+    ///   `EventLoopError.loopClosed`.
+    public func startUnixServer(path: String, backlog: Int32 = 511,
+                                _ handler: @escaping @Sendable (StreamReader, StreamWriter) async -> Void) async throws -> Server {
+        try await onLoop {
+            let fd = try Socket.makeUnixListener(path: path)
+            let listener: UVPipe
+            do {
+                listener = try UVPipe(loop: core)
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
+            do {
+                try listener.open(fd)
+            } catch {
+                listener.close()
+                Glibc.close(fd)
+                Glibc.unlink(path)
+                throw error
+            }
+            let server = Server(loop: self, listeners: [listener], port: 0, addresses: [SocketAddress(unixPath: path)],
+                                unixPath: path, handler: handler)
+            try server.listen(backlog: backlog)
+            return server
+        }
+    }
+
+    /// Connects to the Unix socket at `path` (asyncio's `open_unix_connection`).
+    /// - Throws: `UVError` (ENOENT when nothing is there, ECONNREFUSED when nobody listens,
+    ///   ENAMETOOLONG, EINVAL); `EventLoopError.loopClosed`; `CancellationError`.
+    public func openUnixConnection(path: String) async throws -> (StreamReader, StreamWriter) {
+        try Socket.checkUnixPath(path, "connect")
+        return try await onLoop {
+            let handle = try UVPipe(loop: core)
+            let attempt = ConnectAttempt(handle)
+            try await attempt.run(on: self, describing: "connect(\"\(path)\")") { completion in
+                handle.connect(path: path, completion: completion)
+            }
+            return try StreamTransport.connectedUnix(loop: self, handle: handle).makeStreams()
+        }
+    }
+}
+
+/// One connect request awaited by a task: cancelling the task closes the handle (the request then
+/// completes with ECANCELED), and a failed attempt closes it too. Loop thread only.
+private final class ConnectAttempt: @unchecked Sendable {
+    let handle: UVStream
+    var finished = false
+
+    init(_ handle: UVStream) { self.handle = handle }
+
+    func run(on loop: EventLoop, describing operation: String,
+             _ start: (@escaping (Int32) -> Void) throws -> Void) async throws {
+        let status: Int32
+        do {
+            status = try await withTaskCancellationHandler {
+                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Int32, any Error>) in
+                    do {
+                        try start { status in continuation.resume(returning: status) }
+                    } catch {
+                        continuation.resume(throwing: error)
+                    }
+                }
+            } onCancel: {
+                loop.trySubmit { if !self.finished { self.handle.close() } }
+            }
+        } catch {
+            finished = true
+            handle.close()
+            throw error
+        }
+        finished = true
+        if !loop.inLoopThread { throw EventLoopError.loopClosed }
+        guard status == 0 else {
+            handle.close()
+            if Task.isCancelled { throw CancellationError() }
+            if loop.isClosed { throw EventLoopError.loopClosed }
+            throw UVError(code: status, operation: operation)
+        }
+    }
+}

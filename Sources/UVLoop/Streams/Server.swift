@@ -1,0 +1,178 @@
+import Synchronization
+
+/// A listening server made by `EventLoop.startServer` or `startUnixServer` (asyncio.Server).
+///
+/// Each accepted connection gets its own task, running on the server's loop, that calls the
+/// handler with the connection's reader and writer. The connection closes when the handler has
+/// dropped both (or closed the writer). `close()` stops accepting; connections already accepted
+/// go on until they close (`closeClients()`/`abortClients()` end them).
+///
+/// - Warning: The server's state lives on its loop's thread; every method may be called from any
+///   thread (calls from elsewhere are posted to the loop).
+public final class Server: @unchecked Sendable {
+    /// The bound port (the one the kernel chose when 0 was asked); 0 for a Unix-socket server.
+    public let port: Int
+    /// The listening addresses (one per address `host` resolved to), or the socket's path.
+    public let addresses: [SocketAddress]
+
+    let loop: EventLoop
+    private let handler: @Sendable (StreamReader, StreamWriter) async -> Void
+    private let serving = Atomic<Bool>(true)
+    private let connectionCount = Atomic<Int>(0)
+
+    // Loop thread only:
+    private var listeners: [UVStream]
+    private var openListeners: Int
+    private var closing = false
+    private var connections: [ObjectIdentifier: StreamTransport] = [:]
+    private var closeWaiters: [UnsafeContinuation<Void, Never>] = []
+    /// A Unix server's socket file, removed when the server closes if it is still ours.
+    private let unixPath: String?
+    private let unixIdentity: (device: UInt64, inode: UInt64)?
+
+    /// Takes over listening handles (bound, not yet listening). Loop thread.
+    init(loop: EventLoop, listeners: [UVStream], port: Int, addresses: [SocketAddress],
+         unixPath: String? = nil, handler: @escaping @Sendable (StreamReader, StreamWriter) async -> Void) {
+        self.loop = loop
+        self.listeners = listeners
+        self.openListeners = listeners.count
+        self.port = port
+        self.addresses = addresses
+        self.handler = handler
+        self.unixPath = unixPath
+        self.unixIdentity = unixPath.flatMap { Socket.fileIdentity($0) }
+        for listener in listeners {
+            // Strong: a listening server stays alive (and serving) until it or its loop closes.
+            listener.onConnection = { status in self.accept(from: listener, status: status) }
+            listener.onClose = { self.listenerDidClose() }
+        }
+    }
+
+    /// Starts listening on every handle. On failure, every handle is closed. Loop thread.
+    func listen(backlog: Int32) throws(UVError) {
+        for listener in listeners {
+            do {
+                try listener.listen(backlog: backlog)
+            } catch {
+                closeListeners()
+                throw error
+            }
+        }
+    }
+
+    /// True until `close()` (or the loop's close).
+    public var isServing: Bool { serving.load(ordering: .relaxed) }
+
+    /// Connections accepted and not yet closed.
+    public var activeConnections: Int { connectionCount.load(ordering: .relaxed) }
+
+    /// Stops listening: no new connection is accepted; those already accepted go on. A Unix
+    /// server's socket file is removed. Idempotent; callable from any thread.
+    public func close() {
+        if loop.inLoopThread {
+            closeListeners()
+        } else {
+            serving.store(false, ordering: .relaxed)
+            loop.trySubmit { self.closeListeners() }
+        }
+    }
+
+    /// Closes every accepted connection gracefully (each sends what it buffered first).
+    /// Callable from any thread.
+    public func closeClients() {
+        onLoopSoon { for transport in self.connections.values { transport.close() } }
+    }
+
+    /// Closes every accepted connection at once (TCP connections are reset).
+    /// Callable from any thread.
+    public func abortClients() {
+        onLoopSoon { for transport in self.connections.values { transport.abort() } }
+    }
+
+    /// Waits until `close()` was called, the listeners are closed, and every accepted connection
+    /// has closed (asyncio 3.12's semantics). Returns at once when the loop is closed.
+    public func waitClosed() async {
+        try? await loop.onLoop {
+            guard !(closing && openListeners == 0 && connections.isEmpty) else { return }
+            await withUnsafeContinuation { closeWaiters.append($0) }
+        }
+    }
+
+    private func onLoopSoon(_ body: @escaping @Sendable () -> Void) {
+        if loop.inLoopThread { body() } else { loop.trySubmit(body) }
+    }
+
+    // MARK: Loop thread
+
+    private func closeListeners() {
+        serving.store(false, ordering: .relaxed)
+        guard !closing else { return }
+        closing = true
+        for listener in listeners { listener.close() }
+        listeners = []
+        removeSocketFile()
+    }
+
+    private func removeSocketFile() {
+        if let unixPath, let unixIdentity { Socket.unlink(unixPath, ifIdentity: unixIdentity) }
+    }
+
+    private func listenerDidClose() {
+        // Also reached when the loop's close() closed the listener under us.
+        serving.store(false, ordering: .relaxed)
+        if !closing {
+            closing = true
+            for listener in listeners where !listener.isClosing { listener.close() }
+            listeners = []
+            removeSocketFile()
+        }
+        openListeners -= 1
+        resumeWaitersIfDone()
+    }
+
+    private func resumeWaitersIfDone() {
+        guard closing, openListeners == 0, connections.isEmpty, !closeWaiters.isEmpty else { return }
+        let waiters = closeWaiters
+        closeWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func accept(from listener: UVStream, status: Int32) {
+        if status < 0 {
+            // EMFILE and friends: libuv keeps listening; report and go on (asyncio logs it too).
+            loop.callExceptionHandler(ExceptionContext(
+                message: "Error accepting a connection on \(addresses.first.map { "\($0)" } ?? "a server")",
+                error: UVError(code: status, operation: "accept")))
+            return
+        }
+        do {
+            let transport: StreamTransport
+            if listener is UVTCP {
+                let client = try UVTCP(loop: loop.core)
+                do { try listener.accept(into: client) } catch { client.close(); throw error }
+                transport = try StreamTransport.connectedTCP(loop: loop, handle: client)
+            } else {
+                let client = try UVPipe(loop: loop.core)
+                do { try listener.accept(into: client) } catch { client.close(); throw error }
+                transport = try StreamTransport.connectedUnix(loop: loop, handle: client)
+            }
+            let id = ObjectIdentifier(transport)
+            connections[id] = transport
+            connectionCount.add(1, ordering: .relaxed)
+            transport.onClosed = { [weak self] in self?.connectionDidClose(id) }
+            let (reader, writer) = transport.makeStreams()
+            let handler = self.handler
+            Task(executorPreference: loop) {
+                await handler(reader, writer)
+            }
+        } catch {
+            loop.callExceptionHandler(ExceptionContext(message: "Error setting up an accepted connection", error: error))
+        }
+    }
+
+    private func connectionDidClose(_ id: ObjectIdentifier) {
+        guard connections.removeValue(forKey: id) != nil else { return }
+        connectionCount.subtract(1, ordering: .relaxed)
+        resumeWaitersIfDone()
+    }
+}

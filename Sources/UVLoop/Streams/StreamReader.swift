@@ -1,0 +1,110 @@
+/// Reads from a byte stream: a TCP or Unix-socket connection, or a pipe (asyncio.StreamReader).
+///
+/// Readers come from `EventLoop.openConnection`, from the handler given to `startServer`, and from
+/// a child process's `stdout`/`stderr`. Bytes are received into the reader's buffer as they arrive;
+/// reading from the socket pauses while more than twice `limit` (64 KiB) bytes wait there, and
+/// resumes once they are read down to `limit`: a slow reader slows the peer down.
+///
+/// A reader is also an `AsyncSequence` of chunks (at most 64 KiB each) that ends at end of file:
+/// ```swift
+/// for try await chunk in reader { process(chunk) }
+/// ```
+///
+/// - Warning: The reader's state lives on its loop's thread. Its methods may be called from any
+///   task: from a task not running on the loop they hop to the loop for the call (which then waits
+///   for the loop to run). Only one task at a time may wait in a read.
+public final class StreamReader: Sendable, AsyncSequence {
+    let transport: StreamTransport
+    let lease: TransportLease
+
+    init(transport: StreamTransport, lease: TransportLease) {
+        self.transport = transport
+        self.lease = lease
+    }
+
+    /// Takes ownership of one end of a pipe, opened for reading (`uv_pipe_init` + `uv_pipe_open`),
+    /// and starts reading from it. The descriptor is made non-blocking, and closed when the reader
+    /// reaches EOF, fails, is dropped together with any writer of it, or when the loop closes.
+    ///
+    /// Call on the loop's thread (or while the loop does not run).
+    /// - Throws: `UVError` (EBADF for a closed descriptor, ENOTCONN for one not open for reading,
+    ///   EEXIST when the loop already watches it); the descriptor then stays the caller's.
+    ///   `EventLoopError.loopClosed` on a closed loop.
+    convenience init(loop: EventLoop, pipe fileDescriptor: Int32) throws {
+        let transport = try StreamTransport.openPipe(loop: loop, fileDescriptor: fileDescriptor, reading: true)
+        self.init(transport: transport, lease: TransportLease(transport))
+    }
+
+    /// asyncio's `limit`: reading pauses above twice this many buffered bytes, and `readUntil`
+    /// gives up on a separator further than this.
+    public var limit: Int { transport.limit }
+
+    /// Reads up to `maxBytes` bytes; with -1 (the default), everything until end of file.
+    ///
+    /// Returns as soon as any bytes are buffered (at most `maxBytes` of them); returns [] at end of
+    /// file, and for `maxBytes == 0`.
+    /// - Throws: the connection's error (`UVError.ECONNRESET`, ...); `EventLoopError.loopClosed`;
+    ///   `StreamError.readInProgress` while another task waits in a read; `CancellationError`.
+    public func read(_ maxBytes: Int = -1) async throws -> [UInt8] {
+        try await transport.onLoop { try await transport.read(maxBytes) }
+    }
+
+    /// Reads exactly `count` bytes.
+    /// - Throws: `StreamError.incompleteRead(partial:expected:)` when end of file comes first (the
+    ///   partial bytes are consumed); `StreamError.invalidArgument` for a negative count; and what
+    ///   `read` throws.
+    public func readExactly(_ count: Int) async throws -> [UInt8] {
+        try await transport.onLoop { try await transport.readExactly(count) }
+    }
+
+    /// Reads one line, through its `"\n"`; at end of file, the rest without one ([] when none).
+    /// - Throws: `StreamError.limitOverrun` for a line longer than `limit` (the line is dropped
+    ///   from the buffer); and what `read` throws.
+    public func readLine() async throws -> [UInt8] {
+        try await transport.onLoop { try await transport.readLine() }
+    }
+
+    /// Reads through the first occurrence of `separator`, which is included.
+    /// - Throws: `StreamError.incompleteRead(partial:expected: nil)` at end of file without the
+    ///   separator (the bytes are consumed); `StreamError.limitOverrun(consumed:)` when the
+    ///   separator is not within `limit` bytes (the bytes stay buffered);
+    ///   `StreamError.invalidArgument` for an empty separator; and what `read` throws.
+    public func readUntil(_ separator: [UInt8]) async throws -> [UInt8] {
+        try await transport.onLoop { try await transport.readUntil(separator) }
+    }
+
+    /// True when end of file was received and every buffered byte has been read.
+    public var atEOF: Bool {
+        transport.loop.inLoopThread ? transport.eof && transport.received.isEmpty
+            : transport.publishedAtEOF.load(ordering: .relaxed)
+    }
+
+    /// Closes the underlying transport (for a connection, the same as its writer's `close()`).
+    /// Buffered bytes stay readable; then reads return [] (EOF). Callable from any thread.
+    public func close() {
+        let transport = self.transport
+        if transport.loop.inLoopThread {
+            transport.close()
+        } else {
+            transport.loop.trySubmit { transport.close() }
+        }
+    }
+
+    // MARK: AsyncSequence
+
+    public typealias Element = [UInt8]
+
+    /// Chunks of at most `chunkSize` bytes until end of file.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let reader: StreamReader
+        /// The largest chunk one step returns.
+        public var chunkSize = 64 * 1024
+
+        public mutating func next() async throws -> [UInt8]? {
+            let chunk = try await reader.read(chunkSize)
+            return chunk.isEmpty ? nil : chunk
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(reader: self) }
+}

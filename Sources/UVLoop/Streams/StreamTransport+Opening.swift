@@ -1,0 +1,49 @@
+import Glibc
+
+/// Making transports: from a pipe descriptor, an accepted connection, or a connected client.
+/// Loop thread only.
+extension StreamTransport {
+    /// A transport over one end of a pipe, which it owns from now on.
+    /// - Throws: `EventLoopError.loopClosed`, `.wrongThread`, or `UVError` from `uv_pipe_open` /
+    ///   `uv_read_start` (the descriptor then stays the caller's).
+    static func openPipe(loop: EventLoop, fileDescriptor: Int32, reading: Bool) throws -> StreamTransport {
+        try loop.checkLoopThreadOperation()
+        if fileDescriptor < 0 { throw UVError(code: UVError.EBADF.code, operation: "uv_pipe_open(fd \(fileDescriptor))") }
+        let pipe = try UVPipe(loop: loop.core)
+        do {
+            try pipe.open(fileDescriptor)
+        } catch {
+            pipe.close()
+            throw error
+        }
+        let transport = StreamTransport(loop: loop, stream: pipe, kind: .pipe)
+        // From here the handle owns the descriptor: a failure closes both.
+        try transport.start(reading: reading)
+        return transport
+    }
+
+    /// A transport over a connected TCP handle (accepted or connected), with Nagle off.
+    static func connectedTCP(loop: EventLoop, handle: UVTCP) throws -> StreamTransport {
+        handle.setNoDelay(true)
+        let transport = StreamTransport(loop: loop, stream: handle, kind: .tcp,
+                                        localAddress: handle.localAddress.map(SocketAddress.init),
+                                        peerAddress: handle.peerAddress.map(SocketAddress.init))
+        try transport.start(reading: true)
+        return transport
+    }
+
+    /// A transport over a connected Unix-socket handle.
+    static func connectedUnix(loop: EventLoop, handle: UVPipe) throws -> StreamTransport {
+        let transport = StreamTransport(loop: loop, stream: handle, kind: .unix,
+                                        localAddress: handle.localPath.map { SocketAddress(unixPath: $0) },
+                                        peerAddress: handle.peerPath.map { SocketAddress(unixPath: $0) })
+        try transport.start(reading: true)
+        return transport
+    }
+
+    /// The public faces of this transport, sharing one lease.
+    func makeStreams() -> (StreamReader, StreamWriter) {
+        let lease = TransportLease(self)
+        return (StreamReader(transport: self, lease: lease), StreamWriter(transport: self, lease: lease))
+    }
+}

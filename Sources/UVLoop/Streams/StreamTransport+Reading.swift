@@ -1,0 +1,238 @@
+/// The reading side: libuv delivers into `received`; the read operations take from it, in the
+/// manner of asyncio's `StreamReader`. Loop thread only.
+extension StreamTransport {
+    // MARK: From libuv
+
+    func didRead(_ bytes: UnsafeRawBufferPointer) {
+        // Fast path: a `read(n)` is waiting on an empty queue; give it the bytes directly.
+        if case .chunk(let maxBytes, let continuation)? = readWaiter, received.isEmpty {
+            readWaiter = nil
+            if bytes.count <= maxBytes {
+                continuation.resume(returning: Array(bytes))
+                return
+            }
+            continuation.resume(returning: Array(UnsafeRawBufferPointer(rebasing: bytes[..<maxBytes])))
+            received.append(UnsafeRawBufferPointer(rebasing: bytes[maxBytes...]))
+        } else {
+            received.append(bytes)
+            wakeReader()
+        }
+        if !readingPaused && received.count > 2 * limit {
+            readingPaused = true
+            stream.stopReading()
+        }
+    }
+
+    func didEndReading(_ error: UVError?) {
+        if let error {
+            fail(error)
+            return
+        }
+        eof = true
+        publishReadState()
+        wakeReader()
+        // A read pipe has nothing more to do (asyncio's read-pipe transport closes itself at EOF).
+        if kind == .pipe && state == .open {
+            closeRequested = true
+            closeHandle()
+        }
+    }
+
+    /// Resumes the waiting reader, if any, with what is there (data, EOF, or the error).
+    func wakeReader() {
+        guard let waiter = readWaiter else { return }
+        readWaiter = nil
+        switch waiter {
+        case .data(let continuation):
+            if let readError {
+                continuation.resume(throwing: readError)
+            } else {
+                continuation.resume()
+            }
+        case .chunk(let maxBytes, let continuation):
+            if let readError {
+                continuation.resume(throwing: readError)
+            } else if !received.isEmpty {
+                let bytes = received.take(min(maxBytes, received.count))
+                resumeReadingIfDrained()
+                continuation.resume(returning: bytes)
+            } else {
+                continuation.resume(returning: [])   // EOF
+            }
+        }
+        publishReadState()
+    }
+
+    /// asyncio's `_maybe_resume_transport`: reading resumes once at most `limit` bytes wait.
+    func resumeReadingIfDrained() {
+        if readingPaused && received.count <= limit {
+            readingPaused = false
+            if state == .open && !eof { try? stream.startReading() }
+        }
+    }
+
+    func publishReadState() {
+        publishedAtEOF.store(eof && received.isEmpty, ordering: .relaxed)
+    }
+
+    // MARK: Waiting
+
+    private func checkNoOtherReader() throws {
+        if readWaiter != nil { throw StreamError.readInProgress }
+    }
+
+    /// asyncio's `_wait_for_data`: waits until something arrives, EOF, or an error. Resumes a
+    /// paused transport first, or a read wanting more than the pause threshold would never finish.
+    private func waitForData() async throws {
+        try checkNoOtherReader()
+        if readingPaused {
+            readingPaused = false
+            if state == .open { try? stream.startReading() }
+        }
+        let id = makeWaiterID()
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                readWaiter = .data(continuation)
+                readWaiterID = id
+            }
+        } onCancel: {
+            loop.trySubmit { self.cancelReadWaiter(id) }
+        }
+        try checkOnLoop()
+    }
+
+    /// Waits for a chunk of at most `maxBytes`; [] at EOF.
+    private func waitForChunk(_ maxBytes: Int) async throws -> [UInt8] {
+        try checkNoOtherReader()
+        let id = makeWaiterID()
+        let bytes = try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UInt8], any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                readWaiter = .chunk(maxBytes, continuation)
+                readWaiterID = id
+            }
+        } onCancel: {
+            loop.trySubmit { self.cancelReadWaiter(id) }
+        }
+        try checkOnLoop()
+        return bytes
+    }
+
+    private func cancelReadWaiter(_ id: UInt64) {
+        guard readWaiterID == id, let waiter = readWaiter else { return }
+        readWaiter = nil
+        switch waiter {
+        case .data(let continuation): continuation.resume(throwing: CancellationError())
+        case .chunk(_, let continuation): continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    // MARK: The read operations (loop thread; the faces hop here)
+
+    func read(_ maxBytes: Int) async throws -> [UInt8] {
+        if let readError { throw readError }
+        if maxBytes == 0 { return [] }
+        if maxBytes < 0 { return try await readToEOF() }
+        if received.isEmpty {
+            if eof { return [] }
+            return try await waitForChunk(maxBytes)
+        }
+        let bytes = received.take(min(maxBytes, received.count))
+        resumeReadingIfDrained()
+        publishReadState()
+        return bytes
+    }
+
+    private func readToEOF() async throws -> [UInt8] {
+        var result: [UInt8] = []
+        while true {
+            if let readError { throw readError }
+            if !received.isEmpty {
+                if result.isEmpty {
+                    result = received.takeAll()
+                } else {
+                    result.append(contentsOf: received.takeAll())
+                }
+                resumeReadingIfDrained()
+                publishReadState()
+            }
+            if eof { return result }
+            try await waitForData()
+        }
+    }
+
+    func readExactly(_ count: Int) async throws -> [UInt8] {
+        if count < 0 { throw StreamError.invalidArgument("readExactly size can not be less than zero") }
+        if let readError { throw readError }
+        if count == 0 { return [] }
+        while received.count < count {
+            if eof {
+                let partial = received.takeAll()
+                publishReadState()
+                throw StreamError.incompleteRead(partial: partial, expected: count)
+            }
+            try await waitForData()
+            if let readError { throw readError }
+        }
+        let bytes = received.take(count)
+        resumeReadingIfDrained()
+        publishReadState()
+        return bytes
+    }
+
+    func readUntil(_ separator: [UInt8]) async throws -> [UInt8] {
+        if separator.isEmpty { throw StreamError.invalidArgument("Separator should be at least one-byte string") }
+        if let readError { throw readError }
+        var offset = 0
+        var found: Int?
+        while true {
+            if received.count - offset >= separator.count {
+                if let index = received.firstIndex(of: separator, from: offset) {
+                    found = index
+                    break
+                }
+                offset = received.count + 1 - separator.count
+                if offset > limit { throw StreamError.limitOverrun(consumed: offset) }
+            }
+            if eof {
+                let partial = received.takeAll()
+                publishReadState()
+                throw StreamError.incompleteRead(partial: partial, expected: nil)
+            }
+            try await waitForData()
+            if let readError { throw readError }
+        }
+        let index = found!
+        if index > limit { throw StreamError.limitOverrun(consumed: index) }
+        let bytes = received.take(index + separator.count)
+        resumeReadingIfDrained()
+        publishReadState()
+        return bytes
+    }
+
+    func readLine() async throws -> [UInt8] {
+        let separator: [UInt8] = [0x0A]
+        do {
+            return try await readUntil(separator)
+        } catch StreamError.incompleteRead(let partial, _) {
+            return partial
+        } catch StreamError.limitOverrun(let consumed) {
+            // asyncio drops the overlong line (through its separator when it is there).
+            if received.hasSeparator(separator, at: consumed) {
+                received.removeFirst(consumed + separator.count)
+            } else {
+                received.removeFirst(received.count)
+            }
+            resumeReadingIfDrained()
+            publishReadState()
+            throw StreamError.limitOverrun(consumed: consumed)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+/// The writing side. A write first tries the kernel directly (`uv_try_write`: no request, no
+/// copy); what it does not take is copied into a chunk handed to `uv_write`. While that chunk is in
+/// flight, later writes are coalesced into `pending`, sent as one chunk when it completes.
+/// Loop thread only.
+extension StreamTransport {
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        if let writeFailure { throw writeFailure }
+        if writeClosed { throw StreamError.closed }
+        guard bytes.count > 0 else { return }
+        if inFlight == nil {
+            let written = stream.tryWrite(bytes)
+            if written < 0 {
+                let error = UVError(code: Int32(written), operation: "write")
+                fail(error)
+                throw error
+            }
+            if written == bytes.count { return }
+            let chunk = takeSpareChunk(minimumCapacity: bytes.count - written)
+            chunk.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))
+            submit(chunk)
+        } else {
+            if pending == nil { pending = takeSpareChunk(minimumCapacity: bytes.count) }
+            pending!.append(bytes)
+        }
+        updateWritePause()
+    }
+
+    private func takeSpareChunk(minimumCapacity: Int) -> ByteChunk {
+        if let chunk = spare {
+            spare = nil
+            return chunk
+        }
+        return ByteChunk(capacity: max(minimumCapacity, 64 * 1024))
+    }
+
+    /// Hands `chunk` to `uv_write`; the completion sends what was coalesced meanwhile.
+    private func submit(_ chunk: ByteChunk) {
+        inFlight = chunk
+        do {
+            try stream.write(chunk.bytes) { [self] status in self.didWrite(status) }
+        } catch {
+            inFlight = nil
+            fail(error)
+        }
+    }
+
+    private func didWrite(_ status: Int32) {
+        guard let chunk = inFlight else { return }
+        inFlight = nil
+        chunk.removeAll()
+        // Keep one emptied chunk of a reasonable size for the next slow write.
+        if spare == nil && chunk.capacity <= 1 << 20 { spare = chunk }
+        if status < 0 {
+            // ECANCELED: the handle is closing (abort, or the loop's close); didClose reports it.
+            if status != UVError.ECANCELED.code { fail(UVError(code: status, operation: "write")) }
+            return
+        }
+        guard state == .open else { return }
+        if let next = pending, next.count > 0 {
+            pending = nil
+            submit(next)
+        } else {
+            flushed()
+        }
+        updateWritePause()
+    }
+
+    /// Everything written has been handed to the kernel: a requested EOF or close can go ahead.
+    private func flushed() {
+        if eofRequested && !shutdownInFlight { shutdownWrites() }
+        if closeAfterFlush && !shutdownInFlight {
+            closeAfterFlush = false
+            closeHandle()
+        }
+    }
+
+    /// asyncio's `pause_writing`/`resume_writing` around the high and low water marks.
+    func updateWritePause() {
+        let size = writeBufferSize
+        if !writingPaused {
+            if size > highWater { writingPaused = true }
+        } else if size <= lowWater {
+            writingPaused = false
+            resumeDrainWaiters()
+        }
+    }
+
+    /// Resumes every `drain()`: with the failure, if any.
+    func resumeDrainWaiters() {
+        guard !drainWaiters.isEmpty else { return }
+        let waiters = drainWaiters
+        drainWaiters = []
+        for waiter in waiters {
+            if let writeFailure {
+                waiter.continuation.resume(throwing: writeFailure)
+            } else {
+                waiter.continuation.resume()
+            }
+        }
+    }
+
+    func drain() async throws {
+        if let writeFailure { throw writeFailure }
+        if let readError, !(readError is EventLoopError) { throw readError }
+        guard writingPaused, state != .closed else { return }
+        let id = makeWaiterID()
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                drainWaiters.append((id, continuation))
+            }
+        } onCancel: {
+            loop.trySubmit { self.cancelDrainWaiter(id) }
+        }
+        try checkOnLoop()
+    }
+
+    private func cancelDrainWaiter(_ id: UInt64) {
+        guard let index = drainWaiters.firstIndex(where: { $0.id == id }) else { return }
+        drainWaiters.remove(at: index).continuation.resume(throwing: CancellationError())
+    }
+
+    /// Half-closes after the buffered bytes are sent (TCP and Unix sockets: `shutdown(SHUT_WR)`);
+    /// a pipe has no half-close, so its write end is closed instead. Idempotent.
+    func writeEOF() throws {
+        if let writeFailure { throw writeFailure }
+        if eofRequested || closeRequested { return }
+        if kind == .pipe {
+            close()
+            return
+        }
+        eofRequested = true
+        markWriteClosed()
+        if inFlight == nil { shutdownWrites() }
+    }
+
+    private func shutdownWrites() {
+        guard state == .open, !shutdownInFlight else { return }
+        eofRequested = false
+        shutdownInFlight = true
+        do {
+            try stream.shutdown { [self] status in
+                self.shutdownInFlight = false
+                // ENOTCONN/ECANCELED: the peer or the close got there first; nothing to report.
+                if status < 0 && status != UVError.ECANCELED.code && status != UVError.ENOTCONN.code {
+                    self.fail(UVError(code: status, operation: "shutdown"))
+                    return
+                }
+                if self.closeAfterFlush && self.inFlight == nil {
+                    self.closeAfterFlush = false
+                    self.closeHandle()
+                }
+            }
+        } catch {
+            shutdownInFlight = false
+        }
+    }
+
+    func setWriteBufferLimits(high: Int?, low: Int?) throws {
+        let high = high ?? (low.map { $0 * 4 } ?? 64 * 1024)
+        let low = low ?? high / 4
+        guard high >= low, low >= 0 else {
+            throw StreamError.invalidArgument("high (\(high)) must be >= low (\(low)) must be >= 0")
+        }
+        highWater = high
+        lowWater = low
+        updateWritePause()
+    }
+}

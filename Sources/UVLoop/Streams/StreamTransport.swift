@@ -1,0 +1,257 @@
+import Synchronization
+
+/// One byte stream on a loop (a TCP or Unix-socket connection, or one end of a pipe): the libuv
+/// stream, the bytes received and not yet read, the bytes written and not yet sent, and the
+/// lifecycle. `StreamReader` and `StreamWriter` are its public faces.
+///
+/// Confinement: every stored property except the atomics is touched only on the loop's thread
+/// (hence `@unchecked Sendable`); the faces hop there (`onLoop`) or post there (`loop.trySubmit`)
+/// before they touch anything. The libuv stream's callbacks capture the transport, so an open
+/// transport stays alive until its handle closes (by `close()`, a fatal error, or `EventLoop.close()`
+/// walking every handle); the faces' `TransportLease` closes it when both are dropped.
+///
+/// Reading follows asyncio's `StreamReader`: reading is paused (`uv_read_stop`) while more than
+/// 2 × `limit` bytes wait, and resumed once at most `limit` do. Writing follows asyncio's flow
+/// control: `drain()` waits while more than `highWater` bytes are unsent, until at most `lowWater`
+/// are. At most one `uv_write` is in flight; bytes written meanwhile are coalesced into one chunk.
+final class StreamTransport: @unchecked Sendable {
+    enum Kind {
+        case tcp
+        case unix
+        /// A pipe end: no half-close (`writeEOF` closes it), and the reader closes it at EOF.
+        case pipe
+    }
+
+    /// The lifecycle of the handle.
+    enum State {
+        case open
+        /// `uv_close` was called; the close callback has not run yet.
+        case closing
+        case closed
+    }
+
+    /// A task waiting in a read.
+    enum ReadWaiter {
+        /// Wants to be woken when anything arrives (or EOF, or an error).
+        case data(UnsafeContinuation<Void, any Error>)
+        /// `read(maxBytes)`: gets the bytes themselves, or [] at EOF.
+        case chunk(Int, UnsafeContinuation<[UInt8], any Error>)
+    }
+
+    let loop: EventLoop
+    let stream: UVStream
+    let kind: Kind
+    /// Taken when the connection is made (immutable: readable from any thread).
+    let localAddress: SocketAddress?
+    let peerAddress: SocketAddress?
+
+    // MARK: Lifecycle (loop thread)
+
+    var state = State.open
+    /// True once we asked for the close (close, abort, a fatal error); false when the loop's own
+    /// `close()` closed the handle under us.
+    var closeRequested = false
+    var closeWaiters: [UnsafeContinuation<Void, Never>] = []
+    /// Called once when the handle has closed (a server counts its connections with it).
+    var onClosed: (() -> Void)?
+
+    // MARK: Reading (loop thread)
+
+    var received = ByteQueue()
+    var eof = false
+    var readError: (any Error)?
+    var readWaiter: ReadWaiter?
+    /// Identifies the current waiter, so a late cancellation cannot hit the next one.
+    var readWaiterID: UInt64 = 0
+    /// True while reading is stopped because too much is buffered.
+    var readingPaused = false
+    /// asyncio's `limit`: reading pauses above twice this; `readUntil` gives up beyond it.
+    let limit: Int
+
+    // MARK: Writing (loop thread)
+
+    /// The chunk handed to libuv (`uv_write` in flight), if any.
+    var inFlight: ByteChunk?
+    /// Bytes written while a chunk is in flight, sent when it completes.
+    var pending: ByteChunk?
+    /// An emptied chunk kept for reuse.
+    var spare: ByteChunk?
+    var writeFailure: (any Error)?
+    /// `close()` or `writeEOF()` was called: further writes throw.
+    var writeClosed = false
+    var eofRequested = false
+    var shutdownInFlight = false
+    var closeAfterFlush = false
+    var highWater = 64 * 1024
+    var lowWater = 16 * 1024
+    /// asyncio's "paused writing": set above `highWater`, cleared at or below `lowWater`.
+    var writingPaused = false
+    var drainWaiters: [(id: UInt64, continuation: UnsafeContinuation<Void, any Error>)] = []
+    var nextWaiterID: UInt64 = 0
+
+    // MARK: Shared with other threads
+
+    /// Mirrors of loop-thread state for the faces' synchronous getters on other threads.
+    let publishedAtEOF = Atomic<Bool>(false)
+    let publishedWriteClosed = Atomic<Bool>(false)
+
+    /// Wraps `stream` (connected, or an open pipe). Call `start` next. Loop thread.
+    init(loop: EventLoop, stream: UVStream, kind: Kind, localAddress: SocketAddress? = nil,
+         peerAddress: SocketAddress? = nil, limit: Int = 64 * 1024) {
+        self.loop = loop
+        self.stream = stream
+        self.kind = kind
+        self.localAddress = localAddress
+        self.peerAddress = peerAddress
+        self.limit = limit
+        // Unowned: the close hook below holds the transport strongly until the handle has closed,
+        // and the handle makes no callback after that.
+        stream.onRead = { [unowned(unsafe) self] bytes in self.didRead(bytes) }
+        stream.onReadEnd = { [unowned(unsafe) self] error in self.didEndReading(error) }
+        stream.onClose = { self.didClose() }
+    }
+
+    /// Starts reading (asyncio reads from the start, up to the pause threshold), or marks the
+    /// reading side finished for a write-only stream. On failure the handle is closed.
+    /// - Throws: `UVError` from `uv_read_start` (ENOTCONN for a descriptor not open for reading).
+    func start(reading: Bool) throws {
+        guard reading else {
+            eof = true
+            publishReadState()
+            return
+        }
+        do {
+            try stream.startReading()
+        } catch {
+            closeRequested = true
+            closeHandle()
+            throw error
+        }
+    }
+
+    /// The byte count `drain()` looks at: in flight plus pending.
+    var writeBufferSize: Int { (inFlight?.count ?? 0) + (pending?.count ?? 0) }
+
+    // MARK: Running on the loop
+
+    /// Runs `body` on the loop's thread (see `EventLoop.onLoop`).
+    @inline(__always)
+    func onLoop<T>(_ body: () async throws -> T) async throws -> T {
+        try await loop.onLoop(body)
+    }
+
+    /// After a suspension: a waiter resumed while the loop closed may run on the closed loop's
+    /// fallback queue, which must not touch the transport.
+    @inline(__always)
+    func checkOnLoop() throws {
+        if !loop.inLoopThread { throw EventLoopError.loopClosed }
+    }
+
+    func makeWaiterID() -> UInt64 {
+        nextWaiterID &+= 1
+        return nextWaiterID
+    }
+
+    // MARK: Closing
+
+    /// Closes gracefully: stops reading, sends what is buffered, then closes the handle (and the
+    /// descriptor). Idempotent. Loop thread.
+    func close() {
+        guard !closeRequested, state == .open else { return }
+        closeRequested = true
+        markWriteClosed()
+        stream.stopReading()
+        readingPaused = false
+        if inFlight == nil && !shutdownInFlight {
+            closeHandle()
+        } else {
+            closeAfterFlush = true
+        }
+    }
+
+    /// Closes at once, dropping unsent bytes; a TCP connection is reset (RST). Loop thread.
+    func abort() {
+        guard state == .open else { return }
+        closeRequested = true
+        markWriteClosed()
+        pending?.removeAll()
+        if let tcp = stream as? UVTCP { tcp.setResetOnClose() }
+        closeHandle()
+    }
+
+    /// A read or write error ends the connection (asyncio's `_fatal_error`): every waiter and every
+    /// later call sees `error`, and the handle is closed at once.
+    func fail(_ error: any Error) {
+        if readError == nil { readError = error }
+        if writeFailure == nil { writeFailure = error }
+        wakeReader()
+        resumeDrainWaiters()
+        guard state == .open else { return }
+        closeRequested = true
+        markWriteClosed()
+        closeHandle()
+    }
+
+    func closeHandle() {
+        guard state == .open else { return }
+        state = .closing
+        stream.close()
+    }
+
+    func markWriteClosed() {
+        writeClosed = true
+        publishedWriteClosed.store(true, ordering: .relaxed)
+    }
+
+    /// A face posted a close or EOF from another thread: later posted writes must throw, as they
+    /// would once the posted call has run.
+    func markWriteClosedFromAnyThread() {
+        publishedWriteClosed.store(true, ordering: .relaxed)
+    }
+
+    /// The handle's close callback (also when `EventLoop.close()` closed it).
+    private func didClose() {
+        state = .closed
+        if !closeRequested {
+            // The loop closed under us: whoever waits learns it.
+            if readError == nil { readError = EventLoopError.loopClosed }
+            if writeFailure == nil { writeFailure = EventLoopError.loopClosed }
+        } else if readError == nil {
+            eof = true   // asyncio feeds EOF to the reader on connection_lost
+        }
+        markWriteClosed()
+        wakeReader()
+        resumeDrainWaiters()
+        pending = nil
+        spare = nil
+        inFlight = nil
+        publishReadState()
+        let waiters = closeWaiters
+        closeWaiters = []
+        for waiter in waiters { waiter.resume() }
+        let hook = onClosed
+        onClosed = nil
+        hook?()
+    }
+
+    /// Waits until the handle has closed. Loop thread.
+    func waitClosed() async {
+        guard state != .closed else { return }
+        await withUnsafeContinuation { closeWaiters.append($0) }
+    }
+}
+
+/// Shared by the `StreamReader` and `StreamWriter` of one transport: when both are gone, the
+/// transport is closed gracefully on its loop (asyncio closes a transport its writer leaves
+/// behind; here nothing else would, short of `EventLoop.close()`).
+final class TransportLease: Sendable {
+    let transport: StreamTransport
+
+    init(_ transport: StreamTransport) { self.transport = transport }
+
+    deinit {
+        let transport = self.transport
+        // False when the loop is closed: its close() closed the handle already.
+        transport.loop.trySubmit { transport.close() }
+    }
+}

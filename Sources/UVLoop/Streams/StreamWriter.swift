@@ -1,0 +1,139 @@
+/// Writes to a byte stream: a TCP or Unix-socket connection, or a pipe (asyncio.StreamWriter).
+///
+/// `write` never blocks: it hands the bytes to the kernel when it can and buffers the rest. Pair it
+/// with `drain()`, which waits while more than the high-water mark (64 KiB) is buffered, until at
+/// most the low-water mark (16 KiB) is:
+/// ```swift
+/// try writer.write(bytes)
+/// try await writer.drain()
+/// ```
+/// Errors of the connection (`UVError.EPIPE`, `.ECONNRESET`) are thrown by the next `write` or
+/// `drain`, never by a crash (the loop ignores SIGPIPE).
+///
+/// - Warning: The writer's state lives on its loop's thread. Its methods may be called from any
+///   thread or task: `write` and `close` from elsewhere are posted to the loop in order (then
+///   only errors already known are thrown; later ones surface in `drain`), and the async methods
+///   hop to the loop for the call.
+public final class StreamWriter: Sendable {
+    let transport: StreamTransport
+    let lease: TransportLease
+
+    init(transport: StreamTransport, lease: TransportLease) {
+        self.transport = transport
+        self.lease = lease
+    }
+
+    /// Takes ownership of one end of a pipe, opened for writing (`uv_pipe_init` + `uv_pipe_open`).
+    /// The descriptor is made non-blocking, and closed by `close()` (after the buffered bytes are
+    /// written), by `writeEOF()`, when the writer is dropped, or when the loop closes.
+    ///
+    /// Call on the loop's thread (or while the loop does not run).
+    /// - Throws: `UVError` (EBADF for a closed descriptor, EEXIST when the loop already watches it);
+    ///   the descriptor then stays the caller's. `EventLoopError.loopClosed` on a closed loop.
+    convenience init(loop: EventLoop, pipe fileDescriptor: Int32) throws {
+        let transport = try StreamTransport.openPipe(loop: loop, fileDescriptor: fileDescriptor, reading: false)
+        self.init(transport: transport, lease: TransportLease(transport))
+    }
+
+    /// Writes `bytes`, or buffers what the kernel does not take now.
+    /// - Throws: `StreamError.closed` after `close()` or `writeEOF()`; the connection's error
+    ///   (`UVError.EPIPE`, `.ECONNRESET`) once it failed; `EventLoopError.loopClosed`.
+    public func write(_ bytes: [UInt8]) throws {
+        let transport = self.transport
+        if transport.loop.inLoopThread {
+            try bytes.withUnsafeBytes { try transport.write($0) }
+            return
+        }
+        if transport.publishedWriteClosed.load(ordering: .relaxed) { throw StreamError.closed }
+        let posted = transport.loop.trySubmit {
+            // A failure here is stored by the transport; drain() and later writes throw it.
+            try? bytes.withUnsafeBytes { try transport.write($0) }
+        }
+        if !posted { throw EventLoopError.loopClosed }
+    }
+
+    /// Writes the UTF-8 bytes of `string`.
+    public func write(_ string: String) throws {
+        try write(Array(string.utf8))
+    }
+
+    /// Writes each chunk in order (asyncio's `writelines`).
+    public func writeLines(_ chunks: [[UInt8]]) throws {
+        for chunk in chunks { try write(chunk) }
+    }
+
+    /// Waits until the buffer is below the low-water mark, when it went above the high-water mark
+    /// (flow control); returns at once otherwise.
+    /// - Throws: the connection's error (`UVError.EPIPE`, `.ECONNRESET`, ...), including one the
+    ///   reader received; `EventLoopError.loopClosed`; `CancellationError`.
+    public func drain() async throws {
+        try await transport.onLoop { try await transport.drain() }
+    }
+
+    /// Sends end of file after the buffered bytes (TCP and Unix sockets: `shutdown(SHUT_WR)`; the
+    /// connection stays open for reading). For a pipe, closes it. Later writes throw. Idempotent.
+    /// - Throws: the connection's error once it failed.
+    public func writeEOF() throws {
+        let transport = self.transport
+        if transport.loop.inLoopThread {
+            try transport.writeEOF()
+            return
+        }
+        transport.markWriteClosedFromAnyThread()
+        if !transport.loop.trySubmit({ try? transport.writeEOF() }) { throw EventLoopError.loopClosed }
+    }
+
+    /// True: every stream supports `writeEOF` (a pipe by closing).
+    public var canWriteEOF: Bool { true }
+
+    /// Closes the stream once the buffered bytes are written (stops reading at once). Idempotent;
+    /// callable from any thread. Await `waitClosed()` to know when it is closed.
+    public func close() {
+        let transport = self.transport
+        if transport.loop.inLoopThread {
+            transport.close()
+        } else {
+            transport.markWriteClosedFromAnyThread()
+            transport.loop.trySubmit { transport.close() }
+        }
+    }
+
+    /// Closes at once, dropping buffered bytes; a TCP connection is reset (RST) rather than
+    /// ended with FIN (asyncio's `transport.abort()`). Callable from any thread.
+    public func abort() {
+        let transport = self.transport
+        if transport.loop.inLoopThread {
+            transport.abort()
+        } else {
+            transport.markWriteClosedFromAnyThread()
+            transport.loop.trySubmit { transport.abort() }
+        }
+    }
+
+    /// True once `close()`, `abort()` or `writeEOF()` was called, or the stream failed or closed.
+    public var isClosing: Bool { transport.publishedWriteClosed.load(ordering: .relaxed) }
+
+    /// Waits until the stream is closed (returns at once when the loop is closed).
+    public func waitClosed() async {
+        try? await transport.onLoop { await transport.waitClosed() }
+    }
+
+    /// Sets the flow-control marks `drain()` uses (asyncio's `set_write_buffer_limits`): nil high
+    /// means 64 KiB (or 4 × low), nil low means high / 4.
+    /// - Throws: `StreamError.invalidArgument` unless high >= low >= 0.
+    public func setWriteBufferLimits(high: Int? = nil, low: Int? = nil) async throws {
+        try await transport.onLoop { try transport.setWriteBufferLimits(high: high, low: low) }
+    }
+
+    /// Bytes written but not yet handed to the kernel.
+    public func writeBufferSize() async throws -> Int {
+        try await transport.onLoop { transport.writeBufferSize }
+    }
+
+    /// The peer's address (asyncio's `get_extra_info("peername")`): IP and port for TCP, the
+    /// path for a Unix socket (often empty: client sockets are rarely bound), nil for a pipe.
+    public var peerAddress: SocketAddress? { transport.peerAddress }
+
+    /// This end's address (asyncio's `get_extra_info("sockname")`), nil for a pipe.
+    public var localAddress: SocketAddress? { transport.localAddress }
+}
