@@ -27,8 +27,8 @@ public final class StreamReader: Sendable, AsyncSequence {
     /// reaches EOF, fails, is dropped together with any writer of it, or when the loop closes.
     ///
     /// Call on the loop's thread (or while the loop does not run).
-    /// - Throws: `UVError` (EBADF for a closed descriptor, ENOTCONN for one not open for reading,
-    ///   EEXIST when the loop already watches it); the descriptor then stays the caller's.
+    /// - Throws: `UVError` (EBADF for a closed descriptor or one not open for reading, EEXIST when
+    ///   the loop already watches it); the descriptor then stays the caller's.
     ///   `EventLoopError.loopClosed` on a closed loop.
     convenience init(loop: EventLoop, pipe fileDescriptor: Int32) throws {
         let transport = try StreamTransport.openPipe(loop: loop, fileDescriptor: fileDescriptor, reading: true)

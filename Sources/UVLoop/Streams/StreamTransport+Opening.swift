@@ -9,6 +9,12 @@ extension StreamTransport {
     static func openPipe(loop: EventLoop, fileDescriptor: Int32, reading: Bool) throws -> StreamTransport {
         try loop.checkLoopThreadOperation()
         if fileDescriptor < 0 { throw UVError(code: UVError.EBADF.code, operation: "uv_pipe_open(fd \(fileDescriptor))") }
+        // Checked before libuv takes the descriptor, so that a failure leaves it to the caller.
+        let mode = try UVPipe.accessMode(fileDescriptor)
+        if mode == (reading ? O_WRONLY : O_RDONLY) {
+            throw UVError(code: UVError.EBADF.code,
+                          operation: "fd \(fileDescriptor) is not open for \(reading ? "reading" : "writing")")
+        }
         let pipe = try UVPipe(loop: loop.core)
         do {
             try pipe.open(fileDescriptor)
@@ -17,7 +23,7 @@ extension StreamTransport {
             throw error
         }
         let transport = StreamTransport(loop: loop, stream: pipe, kind: .pipe)
-        // From here the handle owns the descriptor: a failure closes both.
+        // From here the handle owns the descriptor (uv_read_start cannot fail on a readable one).
         try transport.start(reading: reading)
         return transport
     }

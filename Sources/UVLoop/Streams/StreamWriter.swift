@@ -28,7 +28,8 @@ public final class StreamWriter: Sendable {
     /// written), by `writeEOF()`, when the writer is dropped, or when the loop closes.
     ///
     /// Call on the loop's thread (or while the loop does not run).
-    /// - Throws: `UVError` (EBADF for a closed descriptor, EEXIST when the loop already watches it);
+    /// - Throws: `UVError` (EBADF for a closed descriptor or one not open for writing, EEXIST when
+    ///   the loop already watches it);
     ///   the descriptor then stays the caller's. `EventLoopError.loopClosed` on a closed loop.
     convenience init(loop: EventLoop, pipe fileDescriptor: Int32) throws {
         let transport = try StreamTransport.openPipe(loop: loop, fileDescriptor: fileDescriptor, reading: false)

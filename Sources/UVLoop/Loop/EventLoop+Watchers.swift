@@ -1,0 +1,165 @@
+import Glibc
+
+/// Descriptor and signal watchers (asyncio's `add_reader`, `add_writer`, `add_signal_handler`).
+///
+/// These are loop-thread operations: call them on the thread running the loop (from its callbacks
+/// and tasks), or from any thread while the loop does not run.
+extension EventLoop {
+    // MARK: Descriptors
+
+    /// Calls `callback` on the loop each time `fd` is readable, until `removeReader(fd)`.
+    ///
+    /// Watching uses a `uv_poll_t` (epoll), which makes `fd` non-blocking. A reader and a writer on
+    /// one descriptor share one poll handle; adding a reader again replaces its callback. The
+    /// callback is level-triggered: it runs again on the next iteration while data remains.
+    /// - Throws: `UVError` (EBADF for a negative or closed descriptor, EPERM for a regular file,
+    ///   EEXIST when this loop already streams the descriptor); `EventLoopError.loopClosed`;
+    ///   `EventLoopError.wrongThread` from another thread while the loop runs.
+    /// - Warning: Remove the reader before closing the descriptor: epoll forgets a closed one, and
+    ///   a new descriptor with the same number would not be watched.
+    public func addReader(_ fd: Int32, _ callback: @escaping () -> Void) throws {
+        try watch(fd, operation: "addReader") { $0.reader = callback }
+    }
+
+    /// Stops watching `fd` for reading.
+    /// - Returns: true when a reader was registered for `fd` (false on a closed loop).
+    /// - Warning: Traps when called from another thread while the loop runs.
+    @discardableResult
+    public func removeReader(_ fd: Int32) -> Bool {
+        unwatch(fd, operation: "removeReader") { watcher in
+            defer { watcher.reader = nil }
+            return watcher.reader != nil
+        }
+    }
+
+    /// Calls `callback` on the loop each time `fd` is writable, until `removeWriter(fd)`.
+    /// See `addReader` for the details and the errors.
+    public func addWriter(_ fd: Int32, _ callback: @escaping () -> Void) throws {
+        try watch(fd, operation: "addWriter") { $0.writer = callback }
+    }
+
+    /// Stops watching `fd` for writing.
+    /// - Returns: true when a writer was registered for `fd` (false on a closed loop).
+    /// - Warning: Traps when called from another thread while the loop runs.
+    @discardableResult
+    public func removeWriter(_ fd: Int32) -> Bool {
+        unwatch(fd, operation: "removeWriter") { watcher in
+            defer { watcher.writer = nil }
+            return watcher.writer != nil
+        }
+    }
+
+    private func watch(_ fd: Int32, operation: String, _ set: (LoopWatchers.Descriptor) -> Void) throws {
+        try checkLoopThreadOperation()
+        guard fd >= 0 else { throw UVError(code: UVError.EBADF.code, operation: "\(operation)(fd \(fd))") }
+        let watchers = LoopWatchers.of(self, create: true)!
+        if let existing = watchers.descriptors[fd] {
+            let before = (existing.reader, existing.writer)
+            set(existing)
+            do {
+                try existing.poll.start(existing.events)
+            } catch {
+                (existing.reader, existing.writer) = before
+                throw error
+            }
+            return
+        }
+        let poll = try UVPoll(loop: core, fileDescriptor: fd) { _, _ in }
+        let watcher = LoopWatchers.Descriptor(poll: poll)
+        poll.callback = { [weak watcher] status, events in watcher?.fire(status: status, events: events) }
+        set(watcher)
+        do {
+            try poll.start(watcher.events)
+        } catch {
+            poll.close()
+            throw error
+        }
+        watchers.descriptors[fd] = watcher
+    }
+
+    private func unwatch(_ fd: Int32, operation: String, _ clear: (LoopWatchers.Descriptor) -> Bool) -> Bool {
+        if isClosed { return false }
+        precondition(!isRunning || inLoopThread,
+                     "\(operation) must be called on the thread running the event loop (or while it does not run)")
+        guard let watchers = LoopWatchers.of(self, create: false), let watcher = watchers.descriptors[fd] else {
+            return false
+        }
+        let removed = clear(watcher)
+        let events = watcher.events
+        if events.isEmpty {
+            watchers.descriptors[fd] = nil
+            watcher.poll.close()
+        } else {
+            // Narrowing the event set of a live poll cannot fail for a descriptor it watches; if
+            // the descriptor was closed meanwhile, stop watching it altogether.
+            do {
+                try watcher.poll.start(events)
+            } catch {
+                watchers.descriptors[fd] = nil
+                watcher.poll.close()
+            }
+        }
+        return removed
+    }
+
+    // MARK: Signals
+
+    /// Calls `callback` on the loop each time `signal` is delivered to the process, until
+    /// `removeSignalHandler(signal)`; adding a handler again replaces the callback.
+    ///
+    /// Signals go through libuv (`uv_signal_t`): one process-wide handler per signal fans each
+    /// delivery out to every loop watching it, so handlers on several loops all run. The same
+    /// mechanism serves the child watchers that watch SIGCHLD (`MultiLoopChildWatcher`,
+    /// `SafeChildWatcher`, `FastChildWatcher`): a SIGCHLD handler added here runs alongside them
+    /// and does not disturb them. Unlike asyncio, any loop (not only the main thread's) may do this.
+    /// - Throws: `UVError.EINVAL` for a number outside 1...64, or for SIGKILL and SIGSTOP (which
+    ///   cannot be caught); `UVError` from `uv_signal_start`; `EventLoopError.loopClosed`;
+    ///   `EventLoopError.wrongThread` from another thread while the loop runs.
+    /// - Warning: When the last libuv watcher of a signal goes away, libuv restores its default
+    ///   action (SIGINT and SIGTERM then end the process again).
+    public func addSignalHandler(_ signal: Int32, _ callback: @escaping () -> Void) throws {
+        try checkLoopThreadOperation()
+        try Self.checkCatchable(signal)
+        let watchers = LoopWatchers.of(self, create: true)!
+        if let existing = watchers.signals[signal] {
+            existing.callback = { _ in callback() }
+            return
+        }
+        let handle = try UVSignal(loop: core) { _ in callback() }
+        do {
+            try handle.start(signal)
+        } catch {
+            handle.close()
+            throw error
+        }
+        watchers.signals[signal] = handle
+    }
+
+    /// Removes the handler of `signal`.
+    /// - Returns: true when a handler was registered (false on a closed loop).
+    /// - Warning: Traps when called from another thread while the loop runs.
+    @discardableResult
+    public func removeSignalHandler(_ signal: Int32) -> Bool {
+        if isClosed { return false }
+        precondition(!isRunning || inLoopThread,
+                     "removeSignalHandler must be called on the thread running the event loop (or while it does not run)")
+        guard let watchers = LoopWatchers.of(self, create: false),
+              let handle = watchers.signals.removeValue(forKey: signal) else { return false }
+        handle.close()
+        // libuv resets a signal to SIG_DFL when its last watcher goes; SIGPIPE must stay ignored
+        // (ARCHITECTURE fact 8), or the next write to a closed socket would kill the process.
+        if signal == SIGPIPE { System.ignoreSIGPIPEIfDefault() }
+        return true
+    }
+
+    /// Signals a handler may be added for: 1...64 except SIGKILL and SIGSTOP.
+    static func checkCatchable(_ signal: Int32) throws {
+        guard signal >= 1 && signal <= 64 else {
+            throw UVError(code: UVError.EINVAL.code, operation: "addSignalHandler(\(signal)): not a signal number (1...64)")
+        }
+        guard signal != SIGKILL && signal != SIGSTOP else {
+            throw UVError(code: UVError.EINVAL.code,
+                          operation: "addSignalHandler(\(signal)): SIGKILL and SIGSTOP cannot be caught")
+        }
+    }
+}
