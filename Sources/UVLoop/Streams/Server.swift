@@ -25,6 +25,8 @@ public final class Server: @unchecked Sendable {
     private var openListeners: Int
     private var closing = false
     private var connections: [ObjectIdentifier: StreamTransport] = [:]
+    /// Handler tasks that have not returned yet.
+    private var runningHandlers = 0
     private var closeWaiters: [UnsafeContinuation<Void, Never>] = []
     /// A Unix server's socket file, removed when the server closes if it is still ours.
     private let unixPath: String?
@@ -89,13 +91,18 @@ public final class Server: @unchecked Sendable {
         onLoopSoon { for transport in self.connections.values { transport.abort() } }
     }
 
-    /// Waits until `close()` was called, the listeners are closed, and every accepted connection
-    /// has closed (asyncio 3.12's semantics). Returns at once when the loop is closed.
+    /// Waits until `close()` was called, the listeners are closed, every accepted connection has
+    /// closed and every handler has returned (asyncio 3.12's semantics: "all active connections
+    /// have finished"). Returns at once when the loop is closed.
     public func waitClosed() async {
         try? await loop.onLoop {
-            guard !(closing && openListeners == 0 && connections.isEmpty) else { return }
+            guard !isFinished else { return }
             await withUnsafeContinuation { closeWaiters.append($0) }
         }
+    }
+
+    private var isFinished: Bool {
+        closing && openListeners == 0 && connections.isEmpty && runningHandlers == 0
     }
 
     private func onLoopSoon(_ body: @escaping @Sendable () -> Void) {
@@ -131,7 +138,7 @@ public final class Server: @unchecked Sendable {
     }
 
     private func resumeWaitersIfDone() {
-        guard closing, openListeners == 0, connections.isEmpty, !closeWaiters.isEmpty else { return }
+        guard isFinished, !closeWaiters.isEmpty else { return }
         let waiters = closeWaiters
         closeWaiters = []
         for waiter in waiters { waiter.resume() }
@@ -162,12 +169,20 @@ public final class Server: @unchecked Sendable {
             transport.onClosed = { [weak self] in self?.connectionDidClose(id) }
             let (reader, writer) = transport.makeStreams()
             let handler = self.handler
+            runningHandlers += 1
             Task(executorPreference: loop) {
                 await handler(reader, writer)
+                // On the loop (its executor), unless the loop closed meanwhile.
+                if self.loop.inLoopThread { self.handlerDidReturn() }
             }
         } catch {
             loop.callExceptionHandler(ExceptionContext(message: "Error setting up an accepted connection", error: error))
         }
+    }
+
+    private func handlerDidReturn() {
+        runningHandlers -= 1
+        resumeWaitersIfDone()
     }
 
     private func connectionDidClose(_ id: ObjectIdentifier) {
