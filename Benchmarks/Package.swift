@@ -20,6 +20,7 @@ var targets: [Target] = [
             "BenchSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]
     ),
 ]

@@ -11,6 +11,10 @@ A participant that cannot be built or fails shows as "n/a", with the reason unde
 import argparse
 import json
 import os
+import re
+import select as select_module
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -30,19 +34,31 @@ class Benchmark:
     title: str
     n: int  # the workload size every participant gets
     quick_n: int  # the size for --quick
+    # "run": the participant runs the workload itself (PROGRAM BENCH N). "echo", "http": the
+    # participant is a server (PROGRAM BENCH LOOPS) and run.py's client measures it.
+    kind: str = "run"
 
 
 BENCHMARKS = [
     Benchmark("B1", "callSoon throughput: n trivial callbacks scheduled from inside the loop", 1_000_000, 100_000),
     Benchmark("B2", "timers: n timers, delays 0-100 ms (xorshift32, seed 42)", 100_000, 10_000),
     Benchmark("B3", "cross-thread: 4 threads post n callbacks in total (callSoonThreadsafe)", 1_000_000, 100_000),
+    Benchmark("B4", "TCP echo: 8 connections ping-pong n 1 KiB messages, then n/10 64 KiB ones (c/echo_client.c)",
+              200_000, 20_000, kind="echo"),
+    Benchmark("B4b", "HTTP hello under wrk: n seconds with 1 loop, then with 2 loops", 5, 2, kind="http"),
 ]
+
+ECHO_CONNECTIONS = 8
 
 
 @dataclass
 class Participant:
     name: str  # the table column; also the "impl" its JSON lines carry
     build: Callable[[], list]  # builds it and returns the command prefix, or raises BuildError
+    # The benchmarks it takes part in (None: every one; it exits 2 for those it lacks).
+    benches: Optional[set] = None
+    # For server benchmarks: (bench id, loops) -> the server's command; default: command + [id, loops].
+    server: Optional[Callable[[str, int], list]] = None
     command: Optional[list] = None
     failure: Optional[str] = None  # why it shows "n/a"
     failures: dict = field(default_factory=dict)  # bench id -> why that bench shows "n/a"
@@ -62,16 +78,39 @@ def run_logged(command, log_name, env=None):
         raise BuildError(f"build failed (exit {status}), see {log.relative_to(HERE.parent)}")
 
 
-def swift_build(product, scratch=".build", env=None):
+SCRATCH = ".build"  # --scratch changes it, so that two people building at once do not share a lock
+
+
+def swift_build(product, scratch=None, env=None, package=HERE):
     """Builds one executable product in release mode and returns its path."""
-    base = ["swift", "build", "-c", "release", "--package-path", str(HERE), "--scratch-path", str(HERE / scratch)]
+    scratch = scratch or SCRATCH
+    base = ["swift", "build", "-c", "release", "--package-path", str(package), "--scratch-path", str(HERE / scratch)]
     run_logged(base + ["--product", product], f"{product}-{scratch.lstrip('.')}.log", env)
     bin_dir = subprocess.run(base + ["--show-bin-path"], capture_output=True, text=True, env=env).stdout.strip()
     return [str(Path(bin_dir) / product)]
 
 
+HTTP_HELLO = None  # the http-hello example (UVLoop's B4b server), built with bench-uvloop
+
+
 def build_uvloop():
-    return swift_build("bench-uvloop")
+    global HTTP_HELLO
+    command = swift_build("bench-uvloop")
+    # B4b's UVLoop server is the example itself, from the root package (its own scratch directory).
+    try:
+        HTTP_HELLO = swift_build("http-hello", scratch=(SCRATCH + "-root"), package=HERE.parent)
+    except BuildError as error:
+        HTTP_HELLO = None
+        print(f"  http-hello: {error}", file=sys.stderr)
+    return command
+
+
+def uvloop_server(bench, loops):
+    if bench == "B4b":
+        if HTTP_HELLO is None:
+            raise RuntimeError("the http-hello example did not build")
+        return HTTP_HELLO + ["--port", "0", "--loops", str(loops), "--quiet"]
+    return None
 
 
 def build_nio():
@@ -91,22 +130,37 @@ def build_libuv():
     return [str(binary)]
 
 
-def python_loop(kind):
+def python_loop(kind, api="streams"):
     def build():
         if kind == "uvloop" and subprocess.run([sys.executable, "-c", "import uvloop"], capture_output=True).returncode:
             raise BuildError("the uvloop module is not installed (python3 -m pip install uvloop)")
-        return [sys.executable, str(HERE / "python" / "bench_asyncio.py"), "--loop", kind]
+        return [sys.executable, str(HERE / "python" / "bench_asyncio.py"), "--loop", kind, "--api", api]
 
     return build
 
 
+ECHO_CLIENT = None  # B4's client, built by build_tools
+
+
+def build_tools():
+    """B4's echo client (C); B4b needs wrk on PATH (run.sh installs it)."""
+    global ECHO_CLIENT
+    binary = HERE / ".build-c" / "echo_client"
+    binary.parent.mkdir(exist_ok=True)
+    run_logged(["cc", "-O2", "-o", str(binary), str(HERE / "c" / "echo_client.c")], "echo_client.log")
+    ECHO_CLIENT = str(binary)
+
+
 # Column order of the table. A new participant (say swift-subprocess) is one more entry here.
+# The -proto columns are asyncio's protocol API (B4 only); the plain Python ones use streams.
 PARTICIPANTS = [
-    Participant(BASELINE, build_uvloop),
-    Participant("libuv", build_libuv),
+    Participant(BASELINE, build_uvloop, server=uvloop_server),
+    Participant("libuv", build_libuv, benches={"B1", "B2", "B3", "B4"}),
     Participant("SwiftNIO", build_nio),
     Participant("uvloop", python_loop("uvloop")),
     Participant("asyncio", python_loop("asyncio")),
+    Participant("uvloop-proto", python_loop("uvloop", "protocol"), benches={"B4"}),
+    Participant("asyncio-proto", python_loop("asyncio", "protocol"), benches={"B4"}),
 ]
 
 
@@ -115,8 +169,105 @@ def higher_is_better(metric):
     return metric.endswith("/s")
 
 
+def start_server(participant, bench, loops):
+    """Starts a participant's server; returns (process, port) once it prints "listening on H:P"."""
+    command = participant.server(bench.id, loops) if participant.server else None
+    command = command or participant.command + [bench.id, str(loops)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    seen = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select_module.select([process.stdout], [], [], 0.5)
+        if ready:
+            line = process.stdout.readline()
+            if not line:
+                break
+            seen.append(line.strip())
+            match = re.search(r"listening on \S*?:(\d+)", line)
+            if match:
+                return process, int(match.group(1))
+        elif process.poll() is not None:
+            break
+    stop_server(process)
+    error = (process.stderr.read() or "").strip().splitlines()
+    raise RuntimeError(f"server did not start: {(error or seen or ['no output'])[-1]}")
+
+
+def stop_server(process):
+    """SIGTERM (every server stops cleanly on it), then SIGKILL after 10 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def echo_client(port, message_bytes, round_trips, timeout):
+    done = subprocess.run([ECHO_CLIENT, str(port), str(ECHO_CONNECTIONS), str(message_bytes), str(round_trips)],
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"echo client: {(done.stderr.strip().splitlines() or ['exit %d' % done.returncode])[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_echo(participant, bench, n, timeout):
+    """B4: one server process; 1 KiB ping-pong (round trips/s), then 64 KiB (MB/s of echoed payload)."""
+    if ECHO_CLIENT is None:
+        raise RuntimeError("the echo client did not build")
+    process, port = start_server(participant, bench, 1)
+    try:
+        small = echo_client(port, 1024, n, timeout)
+        large = echo_client(port, 65536, max(n // 10, ECHO_CONNECTIONS), timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"timed out after {timeout} s")
+    finally:
+        stop_server(process)
+    return {
+        "1KiB round trips/s": small["round_trips"] / small["seconds"],
+        "64KiB MB/s": large["round_trips"] * large["message_bytes"] / large["seconds"] / 1e6,
+    }
+
+
+WRK_THREADS = 2
+WRK_CONNECTIONS = 64
+
+
+def run_wrk(port, seconds, timeout):
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk; run.sh does it)")
+    done = subprocess.run(["wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+                          capture_output=True, text=True, timeout=timeout)
+    match = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
+    if done.returncode != 0 or not match:
+        raise RuntimeError(f"wrk: {(done.stderr.strip() or done.stdout.strip() or 'no output').splitlines()[-1]}")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", done.stdout)
+    if errors:
+        raise RuntimeError(f"wrk reported errors: {errors.group(0)}")
+    return float(match.group(1))
+
+
+def run_http(participant, bench, n, timeout):
+    """B4b: wrk for n seconds against the server with 1 loop, then against a fresh one with 2."""
+    values = {}
+    for loops in (1, 2):
+        process, port = start_server(participant, bench, loops)
+        try:
+            values[f"{loops}-loop req/s"] = run_wrk(port, n, timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"timed out after {timeout} s")
+        finally:
+            stop_server(process)
+    return values
+
+
 def run_once(participant, bench, n, timeout):
     """Runs one participant on one benchmark; returns {metric: value} or raises RuntimeError."""
+    if bench.kind == "echo":
+        return run_echo(participant, bench, n, timeout)
+    if bench.kind == "http":
+        return run_http(participant, bench, n, timeout)
     try:
         done = subprocess.run(participant.command + [bench.id, str(n)], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -183,6 +334,16 @@ def print_table(rows, participants, stat, repeat, quick):
     )
 
 
+def print_scaling(rows, participants):
+    """B4b: each participant's 2-loop figure over its own 1-loop figure."""
+    one, two = rows.get(("B4b", "1-loop req/s")), rows.get(("B4b", "2-loop req/s"))
+    if not one or not two:
+        return
+    cells = [f"{p.name} {two[p.name] / one[p.name]:.2f}x" for p in participants
+             if one.get(p.name, 0) > 0 and two.get(p.name, 0) > 0]
+    print("\nB4b scaling, 2-loop req/s over 1-loop req/s: " + ", ".join(cells))
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description="Run the UVLoop benchmarks (see README.md).")
     parser.add_argument("--only", help="comma-separated benchmark ids, e.g. B1,B3 (default: all)")
@@ -191,6 +352,9 @@ def parse_args():
     parser.add_argument("--quick", action="store_true", help="small workloads, one run: a smoke test")
     parser.add_argument("--stat", choices=["best", "median"], default="best", help="how runs are summarised (default best)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds before one run counts as failed")
+    parser.add_argument("--scratch", default=".build", help="SwiftPM scratch directory under Benchmarks/ (default .build)")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="B4b: wrk's threads (default 2)")
+    parser.add_argument("--wrk-connections", type=int, default=64, help="B4b: wrk's connections (default 64)")
     args = parser.parse_args()
     args.repeat = args.repeat or (1 if args.quick else 5)
     return args
@@ -213,10 +377,18 @@ def summarise(samples, metric, stat):
 
 
 def main():
+    global SCRATCH, WRK_THREADS, WRK_CONNECTIONS
     args = parse_args()
+    SCRATCH, WRK_THREADS, WRK_CONNECTIONS = args.scratch, args.wrk_threads, args.wrk_connections
     benchmarks = select(BENCHMARKS, args.only, lambda b: b.id, "benchmark")
     participants = select(PARTICIPANTS, args.impl, lambda p: p.name, "participant")
+    participants = [p for p in participants if p.benches is None or any(b.id in p.benches for b in benchmarks)]
     started = time.monotonic()
+    if any(b.kind == "echo" for b in benchmarks):
+        try:
+            build_tools()
+        except BuildError as error:
+            print(f"  echo client: {error}", file=sys.stderr)
 
     for participant in participants:
         print(f"building {participant.name} ...", file=sys.stderr, flush=True)
@@ -238,6 +410,8 @@ def main():
             for participant in runnable:
                 if bench.id in participant.failures:
                     continue
+                if participant.benches is not None and bench.id not in participant.benches:
+                    continue
                 try:
                     values = run_once(participant, bench, n, args.timeout)
                 except RuntimeError as error:
@@ -255,6 +429,7 @@ def main():
         for key, by_participant in samples.items()
     }
     print_table(rows, participants, args.stat, args.repeat, args.quick)
+    print_scaling(rows, participants)
 
     notes = [f"  {p.name}: {p.failure}" for p in participants if p.failure]
     notes += [f"  {p.name} on {bench}: {why}" for p in participants for bench, why in p.failures.items()]

@@ -2,6 +2,7 @@
  * Raw libuv participant: the baseline UVLoop is measured against.
  *
  * Usage: bench_libuv BENCH N      (BENCH is B1, B2 or B3)
+ *        bench_libuv B4 1         (a TCP echo server for B4, see below)
  * Prints one JSON line per metric, like every other participant.
  *
  * It does the same work as the UVLoop participant with the scheme UVLoop uses
@@ -12,7 +13,9 @@
  *     one uv_async_t woken only on the empty -> non-empty transition;
  *   - one uv_timer_t per timer.
  */
+#include <arpa/inet.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,13 +222,87 @@ static void bench_b3(void) {
     report("B3", "callbacks/s", (double)N / (t_end - t_start), N);
 }
 
+/* B4: the raw libuv echo server, the way libuv's own examples write one: a 64 KiB buffer
+ * malloc'ed per read, handed as is to uv_write, freed when the write completes. It listens on
+ * 127.0.0.1 (any port), prints "listening on 127.0.0.1:PORT", and serves until SIGTERM. The
+ * client (c/echo_client.c, run by run.py) does the measuring. */
+typedef struct { uv_write_t request; uv_buf_t buffer; } echo_write;
+
+static void echo_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buffer) {
+    (void)handle; (void)suggested;
+    buffer->base = malloc(65536);
+    buffer->len = 65536;
+}
+
+static void echo_free_handle(uv_handle_t *handle) { free(handle); }
+
+static void echo_written(uv_write_t *request, int status) {
+    (void)status;
+    echo_write *write = (echo_write *)request;
+    free(write->buffer.base);
+    free(write);
+}
+
+static void echo_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buffer) {
+    if (nread > 0) {
+        echo_write *write = malloc(sizeof *write);
+        write->buffer = uv_buf_init(buffer->base, (unsigned int)nread);
+        if (uv_write(&write->request, stream, &write->buffer, 1, echo_written) != 0) {
+            free(buffer->base);
+            free(write);
+        }
+        return;
+    }
+    free(buffer->base);
+    if (nread < 0) uv_close((uv_handle_t *)stream, echo_free_handle);
+}
+
+static void echo_connection(uv_stream_t *server, int status) {
+    if (status < 0) return;
+    uv_tcp_t *client = malloc(sizeof *client);
+    uv_tcp_init(server->loop, client);
+    if (uv_accept(server, (uv_stream_t *)client) != 0) {
+        uv_close((uv_handle_t *)client, echo_free_handle);
+        return;
+    }
+    uv_tcp_nodelay(client, 1);
+    uv_read_start((uv_stream_t *)client, echo_alloc, echo_read);
+}
+
+static void echo_stop(uv_signal_t *signal, int signum) {
+    (void)signal; (void)signum;
+    exit(0);
+}
+
+static void bench_b4(void) {
+    static uv_tcp_t server;
+    static uv_signal_t term;
+    struct sockaddr_in address;
+    uv_ip4_addr("127.0.0.1", 0, &address);
+    check(uv_tcp_init(&LOOP.uv, &server), "uv_tcp_init");
+    check(uv_tcp_bind(&server, (const struct sockaddr *)&address, 0), "uv_tcp_bind");
+    check(uv_listen((uv_stream_t *)&server, 511, echo_connection), "uv_listen");
+    int length = sizeof address;
+    uv_tcp_getsockname(&server, (struct sockaddr *)&address, &length);
+    uv_signal_init(&LOOP.uv, &term);
+    uv_signal_start(&term, echo_stop, SIGTERM);
+    printf("listening on 127.0.0.1:%d\n", ntohs(address.sin_port));
+    fflush(stdout);
+    uv_run(&LOOP.uv, UV_RUN_DEFAULT);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
-        fprintf(stderr, "usage: %s B1|B2|B3 N\n", argv[0]);
+        fprintf(stderr, "usage: %s B1|B2|B3|B4 N\n", argv[0]);
         return 2;
     }
     N = atol(argv[2]);
     if (N <= 0) { fprintf(stderr, "N must be positive\n"); return 2; }
+    if (strcmp(argv[1], "B4") == 0) {
+        loop_init(&LOOP);
+        bench_b4();
+        return 0;
+    }
     loop_init(&LOOP);
     if (strcmp(argv[1], "B1") == 0) bench_b1();
     else if (strcmp(argv[1], "B2") == 0) bench_b2();

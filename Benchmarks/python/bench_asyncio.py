@@ -1,12 +1,18 @@
 """asyncio and uvloop participants.
 
-Usage: python3 bench_asyncio.py --loop asyncio|uvloop BENCH N   (BENCH is B1, B2 or B3)
+Usage: python3 bench_asyncio.py --loop asyncio|uvloop [--api streams|protocol] BENCH N
+  BENCH is B1, B2 or B3 (N: the workload size), or a server benchmark, B4 (TCP echo) or B4b (HTTP
+  hello), where N is the number of loops (B4b: processes sharing the port with SO_REUSEPORT).
+  A server prints "listening on 127.0.0.1:PORT" and serves until SIGTERM; run.py's client measures.
 Prints one JSON line per metric, like every other participant.
 """
 
 import argparse
 import asyncio
 import json
+import os
+import signal
+import socket
 import sys
 import threading
 import time
@@ -104,15 +110,139 @@ def b3_cross_thread(loop, n):
     return [("callbacks/s", n / (times["end"] - times["start"]))]
 
 
+class EchoProtocol(asyncio.Protocol):
+    """B4 with the protocol API: every chunk received is written back."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+async def echo_stream_handler(reader, writer):
+    """B4 with the streams API, the way UVLoop's participant does it: read, write, drain."""
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    writer.close()
+
+
+HELLO = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!"
+HELLO_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!"
+
+
+class HelloProtocol(asyncio.Protocol):
+    """B4b: answers every request head (through its blank line) with the same 13-byte response
+    UVLoop's http-hello sends; keep-alive and pipelining; request bodies are not expected."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data):
+        buffer = self.buffer + data
+        replies = []
+        close = False
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = buffer[:end]
+            buffer = buffer[end + 4:]
+            if b"connection: close" in head.lower():
+                replies.append(HELLO_CLOSE)
+                close = True
+                break
+            replies.append(HELLO)
+        self.buffer = buffer
+        if replies:
+            self.transport.write(b"".join(replies))
+        if close:
+            self.transport.close()
+
+
+async def serve_until_sigterm(loop, start, port=0):
+    server = await start(port)
+    port = server.sockets[0].getsockname()[1]
+    stop = loop.create_future()
+    loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
+    return server, port, stop
+
+
+def run_server(kind, api, bench, loops):
+    """Serves B4 (echo) or B4b (hello) until SIGTERM, with `loops` processes for B4b."""
+    if bench == "B4":
+        if api == "protocol":
+            def start(port):
+                return asyncio.get_running_loop().create_server(EchoProtocol, "127.0.0.1", port)
+        else:
+            def start(port):
+                return asyncio.start_server(echo_stream_handler, "127.0.0.1", port)
+    else:
+        def start(port):
+            return asyncio.get_running_loop().create_server(HelloProtocol, "127.0.0.1", port, reuse_port=loops > 1)
+
+    children = []
+
+    async def main(port, announce):
+        loop = asyncio.get_running_loop()
+        server, port, stop = await serve_until_sigterm(loop, start, port)
+        if announce:
+            # The first process got the port; the others join it (SO_REUSEPORT), one loop each.
+            for _ in range(loops - 1 if bench == "B4b" else 0):
+                pid = os.fork()
+                if pid == 0:
+                    loop.remove_signal_handler(signal.SIGTERM)
+                    server.close()
+                    os._exit(serve_child(port))
+                children.append(pid)
+            print(f"listening on 127.0.0.1:{port}", flush=True)
+        await stop
+        server.close()
+
+    def serve_child(port):
+        child_loop = new_loop(kind)
+        try:
+            child_loop.run_until_complete(main(port, False))
+        finally:
+            child_loop.close()
+        return 0
+
+    loop = new_loop(kind)
+    try:
+        loop.run_until_complete(main(0, True))
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        loop.close()
+    return []
+
+
 BENCHMARKS = {"B1": b1_call_soon, "B2": b2_timers, "B3": b3_cross_thread}
+SERVERS = {"B4", "B4b"}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument("--api", choices=["streams", "protocol"], default="streams")
     parser.add_argument("bench")
     parser.add_argument("n", type=int)
     args = parser.parse_args()
+    if args.bench in SERVERS:
+        run_server(args.loop, args.api, args.bench, args.n)
+        return 0
+    if args.api != "streams":
+        print(f"--api protocol is for the server benchmarks only", file=sys.stderr)
+        return 2
     bench = BENCHMARKS.get(args.bench)
     if bench is None:
         print(f"unknown benchmark {args.bench}", file=sys.stderr)

@@ -43,3 +43,9 @@ private func fail(_ status: Int32, _ message: String) -> Never {
     _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
     exit(status)
 }
+
+/// What a server benchmark's participant prints once it listens; run.py waits for this line.
+public func announceListening(port: Int) {
+    print("listening on 127.0.0.1:\(port)")
+    fflush(nil)
+}

@@ -7,5 +7,6 @@ runParticipant(
         "B1": callSoonThroughput,
         "B2": timers,
         "B3": crossThreadThroughput,
+        "B4": echoServer,
     ]
 )

@@ -49,3 +49,11 @@ enum UVGetAddrInfo {
         }
     }
 }
+
+/// Socket type numbers (`SOCK_STREAM`, ...), for the layers above: Glibc's Swift overlay does not
+/// export them on every build configuration, libuv's headers do.
+enum UVSocketType {
+    static let stream = Int32(SOCK_STREAM.rawValue)
+    static let datagram = Int32(SOCK_DGRAM.rawValue)
+    static let raw = Int32(SOCK_RAW.rawValue)
+}

@@ -29,7 +29,7 @@ extension EventLoop {
         guard localAddress != nil || remoteAddress != nil else {
             throw StreamError.invalidArgument("createDatagramEndpoint needs a local or a remote address")
         }
-        let datagram = Int32(SOCK_DGRAM.rawValue)
+        let datagram = UVSocketType.datagram
         var remotes: [UVSocketAddress]?
         if let remoteAddress {
             remotes = try await socketAddresses(remoteAddress.host, port: remoteAddress.port, socketType: datagram, passive: false)

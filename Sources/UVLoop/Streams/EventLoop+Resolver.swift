@@ -28,18 +28,18 @@ extension EventLoop {
         let typeValue: Int32
         switch type {
         case nil: typeValue = 0
-        case .stream?: typeValue = Int32(SOCK_STREAM.rawValue)
-        case .datagram?: typeValue = Int32(SOCK_DGRAM.rawValue)
-        case .raw?: typeValue = Int32(SOCK_RAW.rawValue)
+        case .stream?: typeValue = UVSocketType.stream
+        case .datagram?: typeValue = UVSocketType.datagram
+        case .raw?: typeValue = UVSocketType.raw
         case .other(let value)?: typeValue = value
         }
         let answers = try await resolve(host, port: port ?? 0, family: familyValue, socketType: typeValue, flags: flags)
         return answers.map { answer in
             let kind: AddressInfo.SocketType
             switch answer.socketType {
-            case Int32(SOCK_STREAM.rawValue): kind = .stream
-            case Int32(SOCK_DGRAM.rawValue): kind = .datagram
-            case Int32(SOCK_RAW.rawValue): kind = .raw
+            case UVSocketType.stream: kind = .stream
+            case UVSocketType.datagram: kind = .datagram
+            case UVSocketType.raw: kind = .raw
             default: kind = .other(answer.socketType)
             }
             return AddressInfo(address: SocketAddress(answer.address), socketType: kind,

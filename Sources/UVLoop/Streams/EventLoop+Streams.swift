@@ -29,7 +29,7 @@ extension EventLoop {
     ///   EAI_NONAME for an unknown host); `EventLoopError.loopClosed`.
     public func startServer(host: String, port: Int, backlog: Int32 = 511, reusePort: Bool = false,
                             _ handler: @escaping @Sendable (StreamReader, StreamWriter) async -> Void) async throws -> Server {
-        let addresses = try await socketAddresses(host, port: port, socketType: Int32(SOCK_STREAM.rawValue), passive: true)
+        let addresses = try await socketAddresses(host, port: port, socketType: UVSocketType.stream, passive: true)
         return try await onLoop {
             var listeners: [UVTCP] = []
             var boundPort = port
@@ -73,7 +73,7 @@ extension EventLoop {
     ///   EAI_NONAME for an unknown host; EINVAL for a port out of range);
     ///   `EventLoopError.loopClosed`; `CancellationError`.
     public func openConnection(host: String, port: Int) async throws -> (StreamReader, StreamWriter) {
-        let addresses = try await socketAddresses(host, port: port, socketType: Int32(SOCK_STREAM.rawValue), passive: false)
+        let addresses = try await socketAddresses(host, port: port, socketType: UVSocketType.stream, passive: false)
         var lastError: any Error = UVError(code: UVError.EAI_NONAME.code, operation: "getaddrinfo(\(host))")
         for address in addresses {
             do {

@@ -170,10 +170,16 @@ public final class Server: @unchecked Sendable {
             let (reader, writer) = transport.makeStreams()
             let handler = self.handler
             runningHandlers += 1
+            // The task's handle is dropped: nothing can cancel it (as in asyncio, closing the
+            // server does not cancel handlers), which lets its waits skip cancellation handlers.
             Task(executorPreference: loop) {
-                await handler(reader, writer)
                 // On the loop (its executor), unless the loop closed meanwhile.
-                if self.loop.inLoopThread { self.handlerDidReturn() }
+                if self.loop.inLoopThread { withUnsafeCurrentTask { transport.uncancellableTask = $0 } }
+                await handler(reader, writer)
+                if self.loop.inLoopThread {
+                    transport.uncancellableTask = nil
+                    self.handlerDidReturn()
+                }
             }
         } catch {
             loop.callExceptionHandler(ExceptionContext(message: "Error setting up an accepted connection", error: error))

@@ -8,10 +8,10 @@ extension StreamTransport {
         if case .chunk(let maxBytes, let continuation)? = readWaiter, received.isEmpty {
             readWaiter = nil
             if bytes.count <= maxBytes {
-                continuation.resume(returning: Array(bytes))
+                continuation.resume(returning: Self.copy(bytes))
                 return
             }
-            continuation.resume(returning: Array(UnsafeRawBufferPointer(rebasing: bytes[..<maxBytes])))
+            continuation.resume(returning: Self.copy(UnsafeRawBufferPointer(rebasing: bytes[..<maxBytes])))
             received.append(UnsafeRawBufferPointer(rebasing: bytes[maxBytes...]))
         } else {
             received.append(bytes)
@@ -20,6 +20,15 @@ extension StreamTransport {
         if !readingPaused && received.count > 2 * limit {
             readingPaused = true
             stream.stopReading()
+        }
+    }
+
+    /// A new array holding `bytes` (one memcpy).
+    @inline(__always)
+    static func copy(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: bytes.count) { buffer, count in
+            if let base = bytes.baseAddress { buffer.baseAddress!.update(from: base.assumingMemoryBound(to: UInt8.self), count: bytes.count) }
+            count = bytes.count
         }
     }
 
@@ -90,17 +99,11 @@ extension StreamTransport {
             if state == .open { try? stream.startReading() }
         }
         let id = makeWaiterID()
-        try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                if Task.isCancelled {
-                    continuation.resume(throwing: CancellationError())
-                    return
-                }
-                readWaiter = .data(continuation)
-                readWaiterID = id
-            }
+        try await suspend { (continuation: UnsafeContinuation<Void, any Error>) in
+            readWaiter = .data(continuation)
+            readWaiterID = id
         } onCancel: {
-            loop.trySubmit { self.cancelReadWaiter(id) }
+            self.cancelReadWaiter(id)
         }
         try checkOnLoop()
     }
@@ -109,17 +112,11 @@ extension StreamTransport {
     private func waitForChunk(_ maxBytes: Int) async throws -> [UInt8] {
         try checkNoOtherReader()
         let id = makeWaiterID()
-        let bytes = try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UInt8], any Error>) in
-                if Task.isCancelled {
-                    continuation.resume(throwing: CancellationError())
-                    return
-                }
-                readWaiter = .chunk(maxBytes, continuation)
-                readWaiterID = id
-            }
+        let bytes = try await suspend { (continuation: UnsafeContinuation<[UInt8], any Error>) in
+            readWaiter = .chunk(maxBytes, continuation)
+            readWaiterID = id
         } onCancel: {
-            loop.trySubmit { self.cancelReadWaiter(id) }
+            self.cancelReadWaiter(id)
         }
         try checkOnLoop()
         return bytes

@@ -104,16 +104,10 @@ extension StreamTransport {
         if let readError, !(readError is EventLoopError) { throw readError }
         guard writingPaused, state != .closed else { return }
         let id = makeWaiterID()
-        try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                if Task.isCancelled {
-                    continuation.resume(throwing: CancellationError())
-                    return
-                }
-                drainWaiters.append((id, continuation))
-            }
+        try await suspend { (continuation: UnsafeContinuation<Void, any Error>) in
+            drainWaiters.append((id, continuation))
         } onCancel: {
-            loop.trySubmit { self.cancelDrainWaiter(id) }
+            self.cancelDrainWaiter(id)
         }
         try checkOnLoop()
     }
