@@ -101,6 +101,9 @@ case "custom-policy-example":
     check(value == 42, "the loop from the custom policy runs async code")
     try loop.close()
 
+case "conformance":
+    try runConformance(CommandLine.arguments.dropFirst(2).first ?? "")
+
 default:
     print("unknown scenario '\(scenario)'")
     exit(2)

@@ -17,6 +17,8 @@ public final class MultiLoopChildWatcher: ChildWatcher, @unchecked Sendable {
         var handlers: [pid_t: ChildRegistration] = [:]
         var privateLoop: EventLoop?
         var thread: JoinableThread?
+        /// The SIGCHLD handle, kept alive here; touched only on the private loop's thread.
+        var signal: LoopBound<UVSignal>?
     }
 
     /// Lock order: `state`, then `Reaper.lock`.
@@ -47,6 +49,7 @@ public final class MultiLoopChildWatcher: ChildWatcher, @unchecked Sendable {
     private func installSIGCHLD(on loop: EventLoop) {
         do {
             let signal = try UVSignal(loop: loop.core) { [weak self] _ in self?.pollAll() }
+            state.withLock { $0.signal = LoopBound(signal) }
             try signal.start(SIGCHLD)
         } catch {
             logger.error("MultiLoopChildWatcher cannot watch SIGCHLD: \(error)")
@@ -76,12 +79,17 @@ public final class MultiLoopChildWatcher: ChildWatcher, @unchecked Sendable {
     /// Stops the private thread. Children still pending are handed to a waiting thread that still
     /// reports them.
     public func close() {
-        let (loop, thread, pending) = state.withLock { state in
+        let (loop, thread, signal, pending) = state.withLock { state in
             defer { state = State() }
-            return (state.privateLoop, state.thread, state.handlers)
+            return (state.privateLoop, state.thread, state.signal, state.handlers)
         }
         loop?.stop()
-        if let loop, !loop.inLoopThread { thread?.join() }
+        if let loop, !loop.inLoopThread {
+            // The private thread closes its loop, which closes the signal handle; keep the wrapper
+            // alive until then.
+            thread?.join()
+            withExtendedLifetime(signal) {}
+        }
         for (pid, registration) in pending { OrphanReaper.adopt(pid, registration) }
     }
 

@@ -87,8 +87,6 @@ public final class PidfdChildWatcher: ChildWatcher, @unchecked Sendable {
         guard let watch = watches.withLock({ $0.removeValue(forKey: pid) }) else { return false }
         let poll = watch.poll
         MainLoopSIGCHLD.onLoop(watch.loop) { poll.value.close() }
-        // Still a child of ours: reap it when it exits, report nothing.
-        OrphanReaper.adopt(pid)
         return true
     }
 

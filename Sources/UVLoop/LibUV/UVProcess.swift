@@ -14,6 +14,9 @@ final class UVProcess: UVHandle {
     init(loop: UVRunLoop, path: String, arguments: [String], environment: [String]?, workingDirectory: String?,
          actions: [Spawner.FileAction], _ exitCallback: @escaping (Int32) -> Void) throws(UVError) {
         self.exitCallback = exitCallback
+        // libuv learns of the exit through its own SIGCHLD handle on this loop: make sure the
+        // signal can reach this thread (see UVSignal.start).
+        UVSignal.unblockOnThisThread(SIGCHLD)
         // Descriptors 0...2 for the child, as uv_stdio_container_t; /dev/null opened here.
         var containers = (0..<3).map { fd in
             var container = uv_stdio_container_t()

@@ -89,16 +89,29 @@ final class Box<T: Sendable>: Sendable {
 
 /// Runs the helper executable (Tests/UVLoopTestHelper) with `scenario`; returns its exit status
 /// and output. The helper runs scenarios on its process's main thread.
-func runHelper(_ scenario: String) throws -> (status: Int32, output: String) {
+func runHelper(_ arguments: String...) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = helperURL()
-    process.arguments = [scenario]
+    process.arguments = arguments
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
+    // Start the helper with SIGCHLD blocked, as a process started from a libdispatch worker thread
+    // is: signal-based watchers must still work (regression: they hung until UVSignal unblocked
+    // its signal on the loop thread).
+    var blocked = sigset_t(), previous = sigset_t()
+    sigemptyset(&blocked)
+    sigaddset(&blocked, SIGCHLD)
+    pthread_sigmask(SIG_BLOCK, &blocked, &previous)
+    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
     try process.run()
+    // A hung helper is killed after two minutes (it then fails its test instead of hanging CI).
+    let pid = process.processIdentifier
+    let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+    DispatchQueue.global().asyncAfter(deadline: .now() + 120, execute: watchdog)
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
+    watchdog.cancel()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 

@@ -1,0 +1,18 @@
+import Foundation
+import Testing
+@testable import UVLoop
+
+/// The conformance suite over every watcher and a user-written one. Each runs in its own helper
+/// process, on that process's main thread (Safe and Fast need a main-thread loop), and checks
+/// afterwards that no zombie, child or descriptor is left.
+@Suite("Child watchers: conformance (helper process per watcher)")
+struct WatcherConformanceTests {
+    @Test(.timeLimit(.minutes(2)), arguments: ["threaded", "multiloop", "safe", "fast", "pidfd", "libuv", "user"])
+    func conformance(_ watcher: String) throws {
+        let (status, output) = try runHelper("conformance", watcher)
+        let checks = output.split(separator: "\n").filter { $0.hasPrefix("ok ") || $0.hasPrefix("FAIL ") }
+        #expect(status == 0, "\(watcher):\n\(output)")
+        #expect(checks.count >= 24, "\(watcher) ran too few checks:\n\(output)")
+        #expect(!output.contains("FAIL"), "\(watcher):\n\(output)")
+    }
+}
