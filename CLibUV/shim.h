@@ -30,6 +30,9 @@ static inline int cuv_is_main_thread(void) { return cuv_gettid() == getpid(); }
 /// Copies the calling thread's name (at most 16 bytes with the NUL) into `buffer`.
 static inline int cuv_thread_name(char *buffer) { return prctl(PR_GET_NAME, buffer, 0, 0, 0); }
 
+/// glibc's name for an errno value ("ENOEXEC"), or NULL (declared here: _GNU_SOURCE only).
+extern const char *_Nullable strerrorname_np(int errnum);
+
 /// Negative libuv error code for the current errno.
 static inline int cuv_errno(void) { return -errno; }
 

@@ -25,16 +25,18 @@ public struct UVError: Error, CustomStringConvertible, Hashable, Sendable {
 
     /// libuv's name for the code, such as `"ENOENT"`.
     public var name: String {
-        // ECHILD is not in libuv's table; everything else is (uv_err_name_r never allocates).
-        if code == -Glibc.ECHILD { return "ECHILD" }
-        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
+        let libuvName = withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
             String(cString: uv_err_name_r(code, buffer.baseAddress!, 64))
         }
+        // Errno values outside libuv's table (ECHILD, ENOEXEC...): glibc knows their names.
+        if libuvName.hasPrefix("Unknown"), code < 0, let glibcName = strerrorname_np(-code) {
+            return String(cString: glibcName)
+        }
+        return libuvName
     }
     /// libuv's message for the code, such as `"no such file or directory"`.
     public var message: String {
-        if code == -Glibc.ECHILD { return "no child processes" }
-        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 128) { buffer in
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 128) { buffer in
             String(cString: uv_strerror_r(code, buffer.baseAddress!, 128))
         }
     }

@@ -1,12 +1,62 @@
 import Glibc
 
 extension ChildProcess {
-    /// Wraps the parent's pipe ends in streams on `loop`. Loop thread.
+    /// Wraps the parent's pipe ends in streams on `loop` (its thread). Each descriptor is owned by
+    /// its stream from then on; on failure every descriptor not yet owned is closed.
+    /// - Throws: `UVError` from libuv (EMFILE, ENOMEM).
     func attachPipes(loop: EventLoop, stdin: Int32?, stdout: Int32?, stderr: Int32?) throws {
-        // Streams land with the servers issue; until then the parent's ends are closed here.
-        [stdin, stdout, stderr].compactMap { $0 }.forEach(System.closeDescriptor)
+        var owned = Pipes()
+        do {
+            if let stdin { owned.stdin = try StreamWriter(loop: loop, pipe: stdin) }
+            if let stdout { owned.stdout = try StreamReader(loop: loop, pipe: stdout) }
+            if let stderr { owned.stderr = try StreamReader(loop: loop, pipe: stderr) }
+        } catch {
+            if owned.stdin == nil, let stdin { System.closeDescriptor(stdin) }
+            if owned.stdout == nil, let stdout { System.closeDescriptor(stdout) }
+            if owned.stderr == nil, let stderr { System.closeDescriptor(stderr) }
+            owned.stdin?.close()
+            owned.stdout?.close()
+            owned.stderr?.close()
+            throw error
+        }
+        pipes.withLock { $0 = owned }
     }
 
-    /// Closes the pipes (a failed spawn).
-    func closePipes() {}
+    /// Closes the pipes (a spawn that failed after the child started).
+    func closePipes() {
+        let owned = pipes.withLock { pipes -> Pipes in
+            defer { pipes = Pipes() }
+            return pipes
+        }
+        owned.stdin?.close()
+        owned.stdout?.close()
+        owned.stderr?.close()
+    }
+
+    /// Sends `input` to the child's stdin (then closes it), reads stdout and stderr to their ends,
+    /// and waits for the exit (asyncio's `communicate`). Streams that are not pipes give `[]`.
+    ///
+    /// Reading and writing run concurrently, so megabytes in both directions never deadlock. A
+    /// child that exits without reading its input is not an error (EPIPE and ECONNRESET while
+    /// feeding stdin are ignored, as asyncio does).
+    /// - Throws: `UVError` from reading; `CancellationError`.
+    public func communicate(_ input: [UInt8]? = nil) async throws -> (stdout: [UInt8], stderr: [UInt8]) {
+        let (stdin, stdout, stderr) = pipes.withLock { ($0.stdin, $0.stdout, $0.stderr) }
+        async let output = stdout?.read() ?? []
+        async let errors = stderr?.read() ?? []
+        if let stdin {
+            do {
+                if let input, !input.isEmpty {
+                    try stdin.write(input)
+                    try await stdin.drain()
+                }
+            } catch let error as UVError where error == .EPIPE || error == .ECONNRESET {
+                // The child stopped reading: asyncio ignores this too.
+            }
+            stdin.close()
+        }
+        let result = (stdout: try await output, stderr: try await errors)
+        _ = try await wait()
+        return result
+    }
 }

@@ -9,6 +9,22 @@ public final class ChildProcess: @unchecked Sendable {
     /// The child's process id.
     public let pid: pid_t
 
+    /// The parent's end of the child's standard input, for `.pipe` (nil otherwise).
+    public var stdin: StreamWriter? { pipes.withLock { $0.stdin } }
+    /// The parent's end of the child's standard output, for `.pipe` (nil otherwise).
+    public var stdout: StreamReader? { pipes.withLock { $0.stdout } }
+    /// The parent's end of the child's standard error, for `.pipe` (nil otherwise).
+    public var stderr: StreamReader? { pipes.withLock { $0.stderr } }
+
+    struct Pipes {
+        var stdin: StreamWriter?
+        var stdout: StreamReader?
+        var stderr: StreamReader?
+    }
+
+    /// Set once, on the loop thread, right after the spawn.
+    let pipes = LockedValue(Pipes())
+
     private struct State {
         var returnCode: Int32?
         var waiters: [UInt64: CheckedContinuation<Int32, any Error>] = [:]

@@ -320,3 +320,15 @@ struct ExceptionHandlerTests {
         #expect(got.value == "custom")
     }
 }
+
+@Suite("UVError")
+struct UVErrorTests {
+    @Test func namesComeFromLibuvOrGlibc() {
+        #expect(UVError.ENOENT.name == "ENOENT")
+        #expect(UVError(code: -ECHILD).name == "ECHILD")
+        #expect(UVError(code: -ENOEXEC).name == "ENOEXEC")
+        #expect(UVError(code: ENOENT).code == UVError.ENOENT.code)   // positive errno is negated
+        #expect(UVError(code: UVError.EPIPE.code, operation: "write").description == "write: EPIPE (broken pipe)")
+        #expect(UVError(code: UVError.EPIPE.code, operation: "a") == UVError(code: UVError.EPIPE.code, operation: "b"))
+    }
+}

@@ -18,8 +18,13 @@ final class ThrowingPolicy: DefaultEventLoopPolicy, @unchecked Sendable {
     override func getEventLoop() throws -> EventLoop { throw NoLoops() }
 }
 
-/// The policy is process-wide: these tests run one at a time and restore the default afterwards.
-@Suite("Policy: the process-wide registry", .serialized)
+/// Suites that touch process-wide state (the policy, its child watcher): nested here, they run one
+/// test at a time, never beside each other.
+@Suite(.serialized) struct ProcessWide {}
+
+/// The policy is process-wide: these tests restore the default afterwards.
+extension ProcessWide {
+@Suite("Policy: the process-wide registry")
 struct PolicyTests {
     @Test func policyIsCreatedOnceAndCanBeReplaced() {
         defer { setEventLoopPolicy(nil) }
@@ -179,6 +184,8 @@ struct PolicyTests {
         setChildWatcher(nil)
         #expect(watcher.calls == [.close])
     }
+}
+
 }
 
 /// Rules that only hold on a process's main thread, checked in a helper process.
