@@ -46,7 +46,13 @@ public final class StreamReader: Sendable, AsyncSequence {
     /// - Throws: the connection's error (`UVError.ECONNRESET`, ...); `EventLoopError.loopClosed`;
     ///   `StreamError.readInProgress` while another task waits in a read; `CancellationError`.
     public func read(_ maxBytes: Int = -1) async throws -> [UInt8] {
-        try await transport.onLoop { try await transport.read(maxBytes) }
+        let transport = self.transport
+        if transport.loop.inLoopThread {
+            // The common case without an extra async frame: bytes are there, or wait for a chunk.
+            if let bytes = try transport.readNow(maxBytes) { return bytes }
+            if maxBytes > 0 { return try await transport.waitForChunk(maxBytes) }
+        }
+        return try await transport.onLoop { try await transport.read(maxBytes) }
     }
 
     /// Reads exactly `count` bytes.

@@ -109,7 +109,7 @@ extension StreamTransport {
     }
 
     /// Waits for a chunk of at most `maxBytes`; [] at EOF.
-    private func waitForChunk(_ maxBytes: Int) async throws -> [UInt8] {
+    func waitForChunk(_ maxBytes: Int) async throws -> [UInt8] {
         try checkNoOtherReader()
         let id = makeWaiterID()
         let bytes = try await suspend { (continuation: UnsafeContinuation<[UInt8], any Error>) in
@@ -134,13 +134,19 @@ extension StreamTransport {
     // MARK: The read operations (loop thread; the faces hop here)
 
     func read(_ maxBytes: Int) async throws -> [UInt8] {
+        if let bytes = try readNow(maxBytes) { return bytes }
+        if maxBytes < 0 { return try await readToEOF() }
+        return try await waitForChunk(maxBytes)
+    }
+
+    /// `read(maxBytes)` when it needs no wait: buffered bytes, [] at EOF or for 0, or the error;
+    /// nil when it must wait (or read to EOF, for a negative count).
+    @inline(__always)
+    func readNow(_ maxBytes: Int) throws -> [UInt8]? {
         if let readError { throw readError }
         if maxBytes == 0 { return [] }
-        if maxBytes < 0 { return try await readToEOF() }
-        if received.isEmpty {
-            if eof { return [] }
-            return try await waitForChunk(maxBytes)
-        }
+        if maxBytes < 0 { return nil }
+        if received.isEmpty { return eof ? [] : nil }
         let bytes = received.take(min(maxBytes, received.count))
         resumeReadingIfDrained()
         publishReadState()

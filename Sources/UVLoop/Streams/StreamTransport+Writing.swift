@@ -100,9 +100,7 @@ extension StreamTransport {
     }
 
     func drain() async throws {
-        if let writeFailure { throw writeFailure }
-        if let readError, !(readError is EventLoopError) { throw readError }
-        guard writingPaused, state != .closed else { return }
+        if try !mustWaitToDrain() { return }
         let id = makeWaiterID()
         try await suspend { (continuation: UnsafeContinuation<Void, any Error>) in
             drainWaiters.append((id, continuation))
@@ -110,6 +108,14 @@ extension StreamTransport {
             self.cancelDrainWaiter(id)
         }
         try checkOnLoop()
+    }
+
+    /// The checks of `drain()` that need no wait: throws the failure, or tells whether to wait.
+    @inline(__always)
+    func mustWaitToDrain() throws -> Bool {
+        if let writeFailure { throw writeFailure }
+        if let readError, !(readError is EventLoopError) { throw readError }
+        return writingPaused && state != .closed
     }
 
     private func cancelDrainWaiter(_ id: UInt64) {

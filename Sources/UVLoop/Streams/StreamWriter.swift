@@ -68,6 +68,9 @@ public final class StreamWriter: Sendable {
     /// - Throws: the connection's error (`UVError.EPIPE`, `.ECONNRESET`, ...), including one the
     ///   reader received; `EventLoopError.loopClosed`; `CancellationError`.
     public func drain() async throws {
+        let transport = self.transport
+        // The common case, under the high-water mark on the loop thread: no async frame at all.
+        if transport.loop.inLoopThread, try !transport.mustWaitToDrain() { return }
         try await transport.onLoop { try await transport.drain() }
     }
 
