@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-let examples = ["hello-loop", "custom-policy", "loop-per-thread", "echo-server", "http-hello"]
+let examples = ["hello-loop", "custom-policy", "loop-per-thread", "echo-server", "http-hello", "subprocess-pipeline", "child-watchers"]
 
 let package = Package(
     name: "UVLoop",
