@@ -1,5 +1,3 @@
-import Synchronization
-
 /// A UDP socket on a loop, made by `EventLoop.createDatagramEndpoint` (asyncio's datagram
 /// transport and protocol, in async form).
 ///
@@ -18,44 +16,24 @@ import Synchronization
 ///
 /// - Warning: The endpoint's state lives on its loop's thread; `send` and `close` may be called
 ///   from any thread (posted to the loop), `receive` from any task (it hops to the loop).
-public final class DatagramEndpoint: @unchecked Sendable, AsyncSequence {
-    /// The address the socket is bound to.
-    public let localAddress: SocketAddress
-    /// The peer of a connected endpoint (`remoteAddress` given), else nil.
-    public let remoteAddress: SocketAddress?
-    /// The largest number of datagrams queued before reading pauses.
-    public let maxQueuedDatagrams: Int
+public final class DatagramEndpoint: Sendable, AsyncSequence {
+    let socket: DatagramSocket
 
-    let loop: EventLoop
-    private let handle: UVUDP
-    private let closingFlag = Atomic<Bool>(false)
+    init(socket: DatagramSocket) { self.socket = socket }
 
-    // Loop thread only:
-    private var queue: [Datagram] = []
-    private var queueHead = 0
-    private var pendingErrors: [any Error] = []
-    private var waiter: (id: UInt64, continuation: UnsafeContinuation<Datagram, any Error>)?
-    private var nextWaiterID: UInt64 = 0
-    private var receivingPaused = false
-    private var closeRequested = false
-    private var closed = false
-    private var closeWaiters: [UnsafeContinuation<Void, Never>] = []
-
-    /// Takes over a bound (and possibly connected) handle and starts receiving. Loop thread.
-    init(loop: EventLoop, handle: UVUDP, maxQueuedDatagrams: Int) throws {
-        self.loop = loop
-        self.handle = handle
-        self.maxQueuedDatagrams = Swift.max(1, maxQueuedDatagrams)
-        localAddress = handle.localAddress.map(SocketAddress.init) ?? SocketAddress(unixPath: "")
-        remoteAddress = handle.peerAddress.map(SocketAddress.init)
-        // The close hook holds the endpoint until the handle has closed.
-        handle.onClose = { self.didClose() }
-        handle.onDatagram = { [unowned(unsafe) self] bytes, address, truncated in
-            self.didReceive(Datagram(data: Array(bytes), address: address.map(SocketAddress.init), truncated: truncated))
-        }
-        handle.onReceiveError = { [unowned(unsafe) self] error in self.report(error) }
-        try handle.startReceiving()
+    deinit {
+        // Dropped without close(): close it on its loop (false when the loop is closed, which
+        // closed the handle already).
+        let socket = self.socket
+        socket.loop.trySubmit { socket.close() }
     }
+
+    /// The address the socket is bound to.
+    public var localAddress: SocketAddress { socket.localAddress }
+    /// The peer of a connected endpoint (`remoteAddress` given), else nil.
+    public var remoteAddress: SocketAddress? { socket.remoteAddress }
+    /// The largest number of datagrams queued before reading pauses.
+    public var maxQueuedDatagrams: Int { socket.maxQueuedDatagrams }
 
     /// Sends `data` as one datagram to `address`, or to `remoteAddress` when nil.
     ///
@@ -66,15 +44,7 @@ public final class DatagramEndpoint: @unchecked Sendable, AsyncSequence {
     ///   ...); `EventLoopError.loopClosed`. From another thread, only `closed` and `loopClosed`
     ///   are thrown; later errors come from `receive()`.
     public func send(_ data: [UInt8], to address: SocketAddress? = nil) throws {
-        if loop.inLoopThread {
-            try sendOnLoop(data, to: address)
-            return
-        }
-        if closingFlag.load(ordering: .relaxed) { throw StreamError.closed }
-        let posted = loop.trySubmit {
-            do { try self.sendOnLoop(data, to: address) } catch { self.report(error) }
-        }
-        if !posted { throw EventLoopError.loopClosed }
+        try socket.send(data, to: address)
     }
 
     /// Waits for the next datagram.
@@ -82,30 +52,18 @@ public final class DatagramEndpoint: @unchecked Sendable, AsyncSequence {
     ///   the endpoint is closed and its queue empty; `EventLoopError.loopClosed`;
     ///   `CancellationError`; `StreamError.readInProgress` while another task waits.
     public func receive() async throws -> Datagram {
-        try await loop.onLoop { try await receiveOnLoop() }
+        try await socket.receive()
     }
 
     /// Closes the socket; queued sends are dropped. A waiting `receive()` throws
     /// `StreamError.closed`. Idempotent; callable from any thread.
-    public func close() {
-        closingFlag.store(true, ordering: .relaxed)
-        if loop.inLoopThread {
-            closeOnLoop()
-        } else {
-            loop.trySubmit { self.closeOnLoop() }
-        }
-    }
+    public func close() { socket.close() }
 
     /// True once `close()` was called or the endpoint closed.
-    public var isClosing: Bool { closingFlag.load(ordering: .relaxed) }
+    public var isClosing: Bool { socket.isClosing }
 
     /// Waits until the socket is closed (returns at once when the loop is closed).
-    public func waitClosed() async {
-        try? await loop.onLoop {
-            guard !closed else { return }
-            await withUnsafeContinuation { closeWaiters.append($0) }
-        }
-    }
+    public func waitClosed() async { await socket.waitClosed() }
 
     // MARK: AsyncSequence: the datagrams until the endpoint closes
 
@@ -125,123 +83,4 @@ public final class DatagramEndpoint: @unchecked Sendable, AsyncSequence {
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(endpoint: self) }
-
-    // MARK: Loop thread
-
-    private func sendOnLoop(_ data: [UInt8], to address: SocketAddress?) throws {
-        if closeRequested || closed { throw StreamError.closed }
-        var destination: UVSocketAddress?
-        if let address {
-            guard let native = address.native else {
-                throw StreamError.invalidArgument("DatagramEndpoint.send: \(address) is not an IP address")
-            }
-            if let remoteAddress, remoteAddress != address {
-                throw StreamError.invalidArgument("Invalid address: must be nil or \(remoteAddress) on a connected endpoint")
-            }
-            // A connected socket takes no destination (libuv: EISCONN).
-            destination = remoteAddress == nil ? native : nil
-        } else if remoteAddress == nil {
-            throw StreamError.invalidArgument("DatagramEndpoint.send: an address is needed on an unconnected endpoint")
-        }
-        let sent = data.withUnsafeBytes { handle.trySend($0, to: destination) }
-        if sent >= 0 { return }
-        guard sent == Int(UVError.EAGAIN.code) else {
-            throw UVError(code: Int32(sent), operation: "send to \(address.map { "\($0)" } ?? "the remote address")")
-        }
-        // The kernel's buffer is full, or earlier datagrams are queued: queue this one, keeping
-        // its bytes alive until libuv calls back.
-        let chunk = ByteChunk(capacity: data.count)
-        data.withUnsafeBytes { chunk.append($0) }
-        try handle.send(chunk.bytes, to: destination) { [weak self] status in
-            withExtendedLifetime(chunk) {}
-            if status < 0 && status != UVError.ECANCELED.code {
-                self?.report(UVError(code: status, operation: "send"))
-            }
-        }
-    }
-
-    private func receiveOnLoop() async throws -> Datagram {
-        if queueHead < queue.count { return dequeue() }
-        if !pendingErrors.isEmpty { throw pendingErrors.removeFirst() }
-        if closeRequested || closed { throw StreamError.closed }
-        if waiter != nil { throw StreamError.readInProgress }
-        nextWaiterID &+= 1
-        let id = nextWaiterID
-        let datagram = try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Datagram, any Error>) in
-                if Task.isCancelled {
-                    continuation.resume(throwing: CancellationError())
-                    return
-                }
-                waiter = (id, continuation)
-            }
-        } onCancel: {
-            loop.trySubmit {
-                guard let waiter = self.waiter, waiter.id == id else { return }
-                self.waiter = nil
-                waiter.continuation.resume(throwing: CancellationError())
-            }
-        }
-        if !loop.inLoopThread { throw EventLoopError.loopClosed }
-        return datagram
-    }
-
-    private func dequeue() -> Datagram {
-        let datagram = queue[queueHead]
-        queueHead += 1
-        if queueHead == queue.count {
-            queue.removeAll(keepingCapacity: true)
-            queueHead = 0
-        } else if queueHead >= 256 && queueHead * 2 >= queue.count {
-            queue.removeFirst(queueHead)
-            queueHead = 0
-        }
-        if receivingPaused && queue.count - queueHead < maxQueuedDatagrams / 2 {
-            receivingPaused = false
-            if !closeRequested && !closed { try? handle.startReceiving() }
-        }
-        return datagram
-    }
-
-    private func didReceive(_ datagram: Datagram) {
-        if let waiter {
-            self.waiter = nil
-            waiter.continuation.resume(returning: datagram)
-            return
-        }
-        queue.append(datagram)
-        if queue.count - queueHead >= maxQueuedDatagrams && !receivingPaused {
-            receivingPaused = true
-            handle.stopReceiving()
-        }
-    }
-
-    /// asyncio's `error_received`: the next `receive()` throws it.
-    private func report(_ error: any Error) {
-        if let waiter {
-            self.waiter = nil
-            waiter.continuation.resume(throwing: error)
-        } else {
-            pendingErrors.append(error)
-        }
-    }
-
-    private func closeOnLoop() {
-        guard !closeRequested, !closed else { return }
-        closeRequested = true
-        closingFlag.store(true, ordering: .relaxed)
-        handle.close()
-    }
-
-    private func didClose() {
-        closed = true
-        closingFlag.store(true, ordering: .relaxed)
-        if let waiter {
-            self.waiter = nil
-            waiter.continuation.resume(throwing: closeRequested ? StreamError.closed : EventLoopError.loopClosed)
-        }
-        let waiters = closeWaiters
-        closeWaiters = []
-        for waiter in waiters { waiter.resume() }
-    }
 }

@@ -54,7 +54,7 @@ extension EventLoop {
                 if let local = locals?.first { try handle.bind(local, ipv6Only: false) }
                 if let remote = remotes?.first { try handle.connect(remote) }
                 if allowBroadcast { try handle.setBroadcast(true) }
-                return try DatagramEndpoint(loop: self, handle: handle, maxQueuedDatagrams: maxQueuedDatagrams)
+                return DatagramEndpoint(socket: try DatagramSocket(loop: self, handle: handle, maxQueuedDatagrams: maxQueuedDatagrams))
             } catch {
                 handle.close()
                 throw error

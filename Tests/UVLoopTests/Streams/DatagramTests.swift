@@ -109,3 +109,24 @@ struct DatagramTests {
         }
     }
 }
+
+@Suite("Streams: UDP endpoint lifetime")
+struct DatagramLifetimeTests {
+    @Test(.timeLimit(.minutes(1))) func droppingAnEndpointClosesItsSocket() throws {
+        try onFreshLoop { loop in
+            var port = 0
+            do {
+                let endpoint = try await loop.createDatagramEndpoint(localAddress: ("127.0.0.1", 0))
+                port = endpoint.localAddress.port
+            }
+            // The drop posted a close to the loop; once it ran, the port is free again.
+            var rebound: DatagramEndpoint?
+            for _ in 0..<100 where rebound == nil {
+                await Task.yield()
+                rebound = try? await loop.createDatagramEndpoint(localAddress: ("127.0.0.1", port))
+            }
+            #expect(rebound != nil)
+            rebound?.close()
+        }
+    }
+}

@@ -252,3 +252,47 @@ struct EchoTests {
         }
     }
 }
+
+@Suite("Streams: addresses and threads")
+struct StreamAddressTests {
+    @Test(.timeLimit(.minutes(1))) func localhostServerListensOnEveryLoopbackAddress() throws {
+        let (families, replies) = try onFreshLoop { loop in
+            let server = try await loop.startServer(host: "localhost", port: 0, echo)
+            // One port for all of them, also when the kernel chose it.
+            #expect(Set(server.addresses.map(\.port)) == [server.port])
+            var replies: [[UInt8]] = []
+            for address in server.addresses {
+                let (reader, writer) = try await loop.openConnection(host: address.host, port: server.port)
+                try writer.write(Array("\(address.family)\n".utf8))
+                replies.append(try await reader.readLine())
+                writer.close()
+            }
+            server.close()
+            await server.waitClosed()
+            return (server.addresses.map(\.family), replies)
+        }
+        #expect(families.contains(.ipv4))
+        #expect(replies == families.map { Array("\($0)\n".utf8) })
+    }
+
+    @Test(.timeLimit(.minutes(1))) func writesAndClosesFromAPlainThread() throws {
+        let loop = try EventLoop()
+        defer { try? loop.close() }
+        let received = try loop.runUntilComplete { () async throws -> [UInt8] in
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0, echo)
+            let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            // A thread that is not a task and not the loop: writes are posted in order.
+            let join = startThread {
+                for index in 0..<100 { try? writer.write([UInt8(index)]) }
+                try? writer.writeEOF()
+                #expect(throws: StreamError.closed) { try writer.write([0]) }
+            }
+            let all = try await reader.read()
+            join()
+            writer.close()
+            server.close()
+            return all
+        }
+        #expect(received == (0..<100).map { UInt8($0) })
+    }
+}
