@@ -2,7 +2,6 @@
 // installed through the policy: `uvloop-test-helper conformance <watcher>`.
 import Foundation
 import Glibc
-import Synchronization
 import UVLoop
 
 /// A user-written watcher: one thread per child doing a blocking waitpid, delivering through the

@@ -1,7 +1,6 @@
 // Scenarios that must run on a process's main thread, started by the test suite:
 // `uvloop-test-helper <scenario>`. Prints one line per check; exits 0 when every check passed.
 import Foundation
-import Synchronization
 import UVLoop
 
 nonisolated(unsafe) var failures = 0
