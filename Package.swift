@@ -7,10 +7,12 @@ let package = Package(
     name: "UVLoop",
     products: [
         .library(name: "UVLoop", targets: ["UVLoop"]),
+        .library(name: "UVLoopServiceLifecycle", targets: ["UVLoopServiceLifecycle"]),
     ] + examples.map { .executable(name: $0, targets: [$0]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -27,9 +29,24 @@ let package = Package(
                 .product(name: "HeapModule", package: "swift-collections"),
             ]
         ),
+        .target(
+            name: "UVLoopServiceLifecycle",
+            dependencies: [
+                "UVLoop",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "UVLoopTests",
             dependencies: ["UVLoop"]
+        ),
+        .testTarget(
+            name: "UVLoopServiceLifecycleTests",
+            dependencies: [
+                "UVLoopServiceLifecycle",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         // Scenarios that must run on a process's main thread (policy rules), started by the tests.
         .executableTarget(

@@ -1,0 +1,50 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+import UVLoop
+import UVLoopServiceLifecycle
+
+/// A service that waits until the loops have done some work, then asks the group to shut down.
+private struct ShutdownAfterWork: Service {
+    let loops: [EventLoop]
+    let seen: Mutex<[Bool]>
+    let group: Mutex<ServiceGroup?>
+
+    func run() async throws {
+        for (index, loop) in loops.enumerated() {
+            loop.callSoonThreadsafe {
+                // Each loop runs on its own thread and is that thread's loop in the policy.
+                let mine = (try? getEventLoop()) === loop && loop.inLoopThread
+                seen.withLock { $0[index] = mine }
+            }
+        }
+        while seen.withLock({ $0.contains(false) }) { try await Task.sleep(for: .milliseconds(5)) }
+        await group.withLock { $0 }?.triggerGracefulShutdown()
+    }
+}
+
+@Suite("ServiceLifecycle: loops as a Service")
+struct EventLoopServiceTests {
+    @Test(.timeLimit(.minutes(1))) func loopsRunOnTheirOwnThreadsAndCloseOnGracefulShutdown() async throws {
+        let service = try EventLoopService(loops: 2)
+        let seen = Mutex([false, false])
+        let groupBox = Mutex<ServiceGroup?>(nil)
+        let group = ServiceGroup(services: [service, ShutdownAfterWork(loops: service.loops, seen: seen, group: groupBox)],
+                                 logger: Logger(label: "test"))
+        groupBox.withLock { $0 = group }
+        try await group.run()
+        #expect(seen.withLock { $0 } == [true, true])
+        #expect(service.loops.allSatisfy { $0.isClosed })
+    }
+
+    @Test(.timeLimit(.minutes(1))) func cancellationStopsTheLoopsToo() async throws {
+        let service = try EventLoopService(loops: 1)
+        let task = Task { try await service.run() }
+        while !service.loops[0].isRunning { try await Task.sleep(for: .milliseconds(2)) }
+        task.cancel()
+        try await task.value
+        #expect(service.loops[0].isClosed)
+    }
+}
