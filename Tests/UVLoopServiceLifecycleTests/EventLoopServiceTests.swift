@@ -1,16 +1,27 @@
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
 import Testing
 import UVLoop
 import UVLoopServiceLifecycle
 
+/// A value behind a lock, shared with loop callbacks.
+final class Shared<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+}
+
 /// A service that waits until the loops have done some work, then asks the group to shut down.
 private struct ShutdownAfterWork: Service {
     let loops: [EventLoop]
-    let seen: Mutex<[Bool]>
-    let group: Mutex<ServiceGroup?>
+    let seen: Shared<[Bool]>
+    let group: Shared<ServiceGroup?>
 
     func run() async throws {
         for (index, loop) in loops.enumerated() {
@@ -29,8 +40,8 @@ private struct ShutdownAfterWork: Service {
 struct EventLoopServiceTests {
     @Test(.timeLimit(.minutes(1))) func loopsRunOnTheirOwnThreadsAndCloseOnGracefulShutdown() async throws {
         let service = try EventLoopService(loops: 2)
-        let seen = Mutex([false, false])
-        let groupBox = Mutex<ServiceGroup?>(nil)
+        let seen = Shared([false, false])
+        let groupBox = Shared<ServiceGroup?>(nil)
         let group = ServiceGroup(services: [service, ShutdownAfterWork(loops: service.loops, seen: seen, group: groupBox)],
                                  logger: Logger(label: "test"))
         groupBox.withLock { $0 = group }
