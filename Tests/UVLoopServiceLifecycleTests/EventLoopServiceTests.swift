@@ -17,11 +17,10 @@ final class Shared<Value>: @unchecked Sendable {
     }
 }
 
-/// A service that waits until the loops have done some work, then asks the group to shut down.
+/// A service that returns once every loop has run a callback on its own thread.
 private struct ShutdownAfterWork: Service {
     let loops: [EventLoop]
     let seen: Shared<[Bool]>
-    let group: Shared<ServiceGroup?>
 
     func run() async throws {
         for (index, loop) in loops.enumerated() {
@@ -32,7 +31,7 @@ private struct ShutdownAfterWork: Service {
             }
         }
         while seen.withLock({ $0.contains(false) }) { try await Task.sleep(for: .milliseconds(5)) }
-        await group.withLock { $0 }?.triggerGracefulShutdown()
+        // Returning shuts the group down gracefully (see successTerminationBehavior below).
     }
 }
 
@@ -41,10 +40,13 @@ struct EventLoopServiceTests {
     @Test(.timeLimit(.minutes(1))) func loopsRunOnTheirOwnThreadsAndCloseOnGracefulShutdown() async throws {
         let service = try EventLoopService(loops: 2)
         let seen = Shared([false, false])
-        let groupBox = Shared<ServiceGroup?>(nil)
-        let group = ServiceGroup(services: [service, ShutdownAfterWork(loops: service.loops, seen: seen, group: groupBox)],
-                                 logger: Logger(label: "test"))
-        groupBox.withLock { $0 = group }
+        let work = ShutdownAfterWork(loops: service.loops, seen: seen)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [
+                .init(service: service),
+                .init(service: work, successTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            logger: Logger(label: "test")))
         try await group.run()
         #expect(seen.withLock { $0 } == [true, true])
         #expect(service.loops.allSatisfy { $0.isClosed })
