@@ -1,14 +1,14 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-let examples = ["hello-loop", "custom-policy", "loop-per-thread", "echo-server", "http-hello", "subprocess-pipeline", "child-watchers"]
+let examples = ["hello-loop", "custom-policy", "loop-per-thread", "echo-server", "http-hello", "subprocess-pipeline", "child-watchers", "signals", "actor-on-loop"]
 
 let package = Package(
     name: "UVLoop",
     products: [
         .library(name: "UVLoop", targets: ["UVLoop"]),
         .library(name: "UVLoopServiceLifecycle", targets: ["UVLoopServiceLifecycle"]),
-    ] + examples.map { .executable(name: $0, targets: [$0]) },
+    ] + (examples + ["service-group"]).map { .executable(name: $0, targets: [$0]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -56,6 +56,17 @@ let package = Package(
         ),
     ] + examples.map {
         .executableTarget(name: $0, dependencies: ["UVLoop"], path: "examples/\($0)", exclude: ["README.md"])
-    },
+    } + [
+        .executableTarget(
+            name: "service-group",
+            dependencies: [
+                "UVLoopServiceLifecycle",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "examples/service-group",
+            exclude: ["README.md"]
+        ),
+    ],
     swiftLanguageModes: [.v6]
 )
