@@ -3,29 +3,35 @@
 import Glibc
 import UVLoop
 
+/// State touched only on the loop's thread (the handlers and timers all run there).
+final class Worker: @unchecked Sendable {
+    let loop: EventLoop
+    var ticks = 0
+    var stopSignal: Int32?
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    func tick() {
+        ticks += 1
+        print("\rworking... tick \(ticks) (press Ctrl-C, or: kill -TERM \(getpid()))", terminator: "")
+        fflush(nil)
+        loop.callLater(0.25) { self.tick() }
+    }
+
+    func shutdown(_ signal: Int32) {
+        guard stopSignal == nil else { return }
+        stopSignal = signal
+        print("\nreceived \(signal == SIGINT ? "SIGINT" : "SIGTERM"): finishing the current work, then stopping")
+        // Let in-flight work finish: stop shortly instead of right now.
+        loop.callLater(0.1) { self.loop.stop() }
+    }
+}
+
 let loop = try getEventLoop()
-var ticks = 0
-var stopRequested: Int32? = nil
-
-func shutdown(_ signal: Int32) {
-    guard stopRequested == nil else { return }
-    stopRequested = signal
-    print("\nreceived \(signal == SIGINT ? "SIGINT" : "SIGTERM"): finishing the current work, then stopping")
-    // Let in-flight work finish: stop at the next tick instead of right now.
-    loop.callLater(0.1) { loop.stop() }
-}
-
-try loop.addSignalHandler(SIGINT) { shutdown(SIGINT) }
-try loop.addSignalHandler(SIGTERM) { shutdown(SIGTERM) }
-
-// Some periodic work, with a live figure.
-func tick() {
-    ticks += 1
-    print("\rworking... tick \(ticks) (press Ctrl-C, or: kill -TERM \(getpid()))", terminator: "")
-    fflush(stdout)
-    loop.callLater(0.25, tick)
-}
-loop.callSoon(tick)
+let worker = Worker(loop: loop)
+try loop.addSignalHandler(SIGINT) { worker.shutdown(SIGINT) }
+try loop.addSignalHandler(SIGTERM) { worker.shutdown(SIGTERM) }
+loop.callSoon { worker.tick() }
 
 // For unattended runs: `signals --self-test` sends itself SIGTERM after a second.
 if CommandLine.arguments.contains("--self-test") {
@@ -36,4 +42,4 @@ try loop.runForever()
 loop.removeSignalHandler(SIGINT)
 loop.removeSignalHandler(SIGTERM)
 try loop.close()
-print("stopped cleanly after \(ticks) ticks (signal \(stopRequested ?? 0))")
+print("stopped cleanly after \(worker.ticks) ticks (signal \(worker.stopSignal ?? 0))")
