@@ -15,14 +15,12 @@ struct EchoService: Service {
         var port = 0
         var servers: [Server] = []
         for loop in loops {
-            let server = try await loop.performTask {
-                try await loop.startServer(host: "127.0.0.1", port: port, reusePort: true) { reader, writer in
-                    while let chunk = try? await reader.read(65536), !chunk.isEmpty {
-                        try? writer.write(chunk)
-                        try? await writer.drain()
-                    }
-                    writer.close()
+            let server = try await loop.startServer(host: "127.0.0.1", port: port, reusePort: true) { reader, writer in
+                while let chunk = try? await reader.read(65536), !chunk.isEmpty {
+                    try? writer.write(chunk)
+                    try? await writer.drain()
                 }
+                writer.close()
             }
             port = server.port
             servers.append(server)
@@ -32,13 +30,6 @@ struct EchoService: Service {
         for server in servers { server.close() }
         for server in servers { await server.waitClosed() }
         logger.info("echo servers closed")
-    }
-}
-
-extension EventLoop {
-    /// Runs `body` as a task on this loop and returns its result.
-    func performTask<T: Sendable>(_ body: sending @escaping () async throws -> T) async throws -> T {
-        try await createTask(body).value
     }
 }
 
