@@ -115,14 +115,16 @@ func runHelper(_ arguments: String...) throws -> (status: Int32, output: String)
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-func helperURL() -> URL {
-    // The test bundle and the helper are built into the same products directory.
+func helperURL() -> URL { productURL("uvloop-test-helper") }
+
+/// An executable product built beside the test bundle (the helper, the examples).
+func productURL(_ name: String) -> URL {
     let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
     var dir = me.deletingLastPathComponent()
     while dir.path != "/" {
-        let candidate = dir.appendingPathComponent("uvloop-test-helper")
+        let candidate = dir.appendingPathComponent(name)
         if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
         dir = dir.deletingLastPathComponent()
     }
-    return URL(fileURLWithPath: "uvloop-test-helper")
+    return URL(fileURLWithPath: name)
 }
