@@ -13,7 +13,7 @@ struct ExampleTests {
         init(_ name: String, _ arguments: [String] = []) throws {
             outputURL = FileManager.default.temporaryDirectory
                 .appendingPathComponent("uvloop-example-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log")
-            FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
             let output = try FileHandle(forWritingTo: outputURL)
             process.executableURL = productURL(name)
             process.arguments = arguments
