@@ -13,11 +13,11 @@ struct FaultTests {
             try loop.runUntilComplete {
                 _ = try await createSubprocessExec("/bin/true").wait()       // warm up
                 var limit = rlimit()
-                getrlimit(RLIMIT_NOFILE, &limit)
+                getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
                 let open = openDescriptors().count
                 var lowered = limit
                 lowered.rlim_cur = rlim_t(open + 2)                        // room for one pipe, not three
-                setrlimit(RLIMIT_NOFILE, &lowered)
+                setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &lowered)
                 do {
                     _ = try await createSubprocessExec("/bin/true", stdin: .pipe, stdout: .pipe, stderr: .pipe)
                     print("spawn with three pipes succeeded under a limit of \(open + 2) descriptors")
@@ -26,7 +26,7 @@ struct FaultTests {
                     print("unexpected error: \(error)")
                 }
                 if openDescriptors().count != open { print("descriptors leaked by the failed spawn") }
-                setrlimit(RLIMIT_NOFILE, &limit)
+                setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
                 // The loop still serves: timers, and a spawn once descriptors are available.
                 let code = try await createSubprocessShell("exit 4", stdout: .pipe).wait()
                 if code != 4 { print("spawn after the limit was lifted returned \(code)") }
@@ -45,7 +45,7 @@ struct FaultTests {
             let loop = try EventLoop()
             try loop.runUntilComplete {
                 var limit = rlimit(rlim_cur: 0, rlim_max: 0)
-                setrlimit(RLIMIT_NPROC, &limit)            // no new process for this user
+                setrlimit(6 /* RLIMIT_NPROC */, &limit)            // no new process for this user
                 do {
                     _ = try await createSubprocessExec("/bin/true")
                     print("spawn succeeded with RLIMIT_NPROC = 0")
