@@ -72,7 +72,7 @@ struct FaultTests {
                     processes.append(try await createSubprocessShell(
                         "while [ ! -e \(gate) ]; do sleep 0.01; done; exit \(index % 100)"))
                 }
-                FileManager.default.createFile(atPath: gate, contents: nil)
+                _ = FileManager.default.createFile(atPath: gate, contents: nil)
                 defer { try? FileManager.default.removeItem(atPath: gate) }
                 for (index, process) in processes.enumerated() {
                     let code = try await process.wait()
