@@ -170,6 +170,8 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Marks the loop running on this thread. Shared by `runForever` and `runUntilComplete`.
     func beginRun() throws {
+        // asyncio's order: a closed loop first, then a loop already running here.
+        if isClosed { throw EventLoopError.loopClosed }
         if let current = RunningLoop.current {
             throw current === self ? EventLoopError.loopAlreadyRunning : EventLoopError.anotherLoopIsRunning
         }
