@@ -58,6 +58,11 @@ let package = Package(
         .executableTarget(name: $0, dependencies: ["UVLoop"], path: "examples/\($0)", exclude: ["README.md"])
     } + [
         .executableTarget(
+            name: "uvloop-stress",
+            dependencies: ["UVLoop"],
+            path: "Tools/uvloop-stress"
+        ),
+        .executableTarget(
             name: "service-group",
             dependencies: [
                 "UVLoopServiceLifecycle",
