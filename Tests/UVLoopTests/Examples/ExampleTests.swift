@@ -152,6 +152,12 @@ struct ExampleTests {
         #expect(run.output.contains("http-hello stopped"))
     }
 
+    @Test(.timeLimit(.minutes(3))) func stressShortFormLeaksNothing() throws {
+        let run = try Running("uvloop-stress")
+        #expect(run.finish(timeout: 150) == 0, "\(run.output)")
+        #expect(run.output.contains("OK: nothing leaked"), "\(run.output)")
+    }
+
     @Test(.timeLimit(.minutes(2))) func serviceGroupShutsDownOnSIGTERM() throws {
         let run = try Running("service-group")
         let port = try run.waitFor("echo server on 127\\.0\\.0\\.1:([0-9]+)")
