@@ -6,6 +6,11 @@ extension EventLoop {
     ///
     /// Code that runs on the loop thread inside a nonisolated async function belongs to a task whose
     /// executor preference is this loop, so `body`'s own suspensions resume there too.
+    /// - Warning: Entering any nonisolated async function (`body` itself included) may switch
+    ///   executors: the loop runs task jobs isolated to itself, so the runtime re-enqueues the task
+    ///   on the loop at such an entry. If the loop closes meanwhile, the rest runs on the closed
+    ///   loop's fallback queue. So `body`, and every async function that touches loop-confined
+    ///   state, calls `checkLoopThread()` first, and again after each suspension.
     /// - Throws: what `body` throws; `EventLoopError.loopClosed` when the loop is closed, or closes
     ///   before `body` runs.
     @inline(__always)
@@ -22,6 +27,12 @@ extension EventLoop {
             guard inLoopThread else { throw EventLoopError.loopClosed }
             return try await body()
         }
+    }
+
+    /// Throws `EventLoopError.loopClosed` unless running on the loop's thread (see `onLoop`).
+    @inline(__always)
+    func checkLoopThread() throws {
+        if !inLoopThread { throw EventLoopError.loopClosed }
     }
 
     /// Guards the loop-thread operations (`addReader`, pipe streams, ...): they need an open loop,

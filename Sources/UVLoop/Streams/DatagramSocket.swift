@@ -90,8 +90,11 @@ final class DatagramSocket: @unchecked Sendable {
     /// Waits until the socket is closed (returns at once when the loop is closed).
     func waitClosed() async {
         try? await loop.onLoop {
-            guard !closed else { return }
-            await withUnsafeContinuation { closeWaiters.append($0) }
+            guard loop.inLoopThread, !closed else { return }
+            await withUnsafeContinuation { continuation in
+                guard loop.inLoopThread else { return continuation.resume() }
+                closeWaiters.append(continuation)
+            }
         }
     }
 
@@ -130,6 +133,7 @@ final class DatagramSocket: @unchecked Sendable {
     }
 
     private func receiveOnLoop() async throws -> Datagram {
+        try loop.checkLoopThread()
         if queueHead < queue.count { return dequeue() }
         if !pendingErrors.isEmpty { throw pendingErrors.removeFirst() }
         if closeRequested || closed { throw StreamError.closed }
@@ -138,6 +142,7 @@ final class DatagramSocket: @unchecked Sendable {
         let id = nextWaiterID
         let datagram = try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Datagram, any Error>) in
+                guard loop.inLoopThread else { return continuation.resume(throwing: EventLoopError.loopClosed) }
                 if Task.isCancelled {
                     continuation.resume(throwing: CancellationError())
                     return

@@ -48,6 +48,7 @@ extension EventLoop {
         }
         let family = locals?.first?.family ?? remotes!.first!.family
         return try await onLoop {
+            try checkLoopThread()
             let handle = try UVUDP(loop: core, family: family)
             do {
                 if reusePort { try handle.setReusePort() }

@@ -50,7 +50,9 @@ extension EventLoop {
     /// Runs `uv_getaddrinfo` on the loop thread and waits for its answer.
     func resolve(_ host: String?, port: Int, family: Int32, socketType: Int32, flags: Int32) async throws -> [UVAddressInfo] {
         try await onLoop {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UVAddressInfo], any Error>) in
+            try checkLoopThread()
+            return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UVAddressInfo], any Error>) in
+                guard inLoopThread else { return continuation.resume(throwing: EventLoopError.loopClosed) }
                 do {
                     try UVGetAddrInfo.resolve(loop: core, host: host, service: String(port), family: family,
                                               socketType: socketType, socketProtocol: 0, flags: flags) { result in

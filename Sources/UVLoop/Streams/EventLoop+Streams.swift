@@ -31,6 +31,7 @@ extension EventLoop {
                             _ handler: @escaping @Sendable (StreamReader, StreamWriter) async -> Void) async throws -> Server {
         let addresses = try await socketAddresses(host, port: port, socketType: UVSocketType.stream, passive: true)
         return try await onLoop {
+            try checkLoopThread()
             var listeners: [UVTCP] = []
             var boundPort = port
             var bound: [SocketAddress] = []
@@ -87,6 +88,7 @@ extension EventLoop {
 
     private func connect(to address: UVSocketAddress) async throws -> (StreamReader, StreamWriter) {
         try await onLoop {
+            try checkLoopThread()
             let handle = try UVTCP(loop: core)
             let attempt = ConnectAttempt(handle)
             try await attempt.run(on: self, describing: "connect(\(SocketAddress(address)))") { completion in
@@ -106,6 +108,7 @@ extension EventLoop {
     public func startUnixServer(path: String, backlog: Int32 = 511,
                                 _ handler: @escaping @Sendable (StreamReader, StreamWriter) async -> Void) async throws -> Server {
         try await onLoop {
+            try checkLoopThread()
             let fd = try Socket.makeUnixListener(path: path)
             let listener: UVPipe
             do {
@@ -135,6 +138,7 @@ extension EventLoop {
     public func openUnixConnection(path: String) async throws -> (StreamReader, StreamWriter) {
         try Socket.checkUnixPath(path, "connect")
         return try await onLoop {
+            try checkLoopThread()
             let handle = try UVPipe(loop: core)
             let attempt = ConnectAttempt(handle)
             try await attempt.run(on: self, describing: "connect(\"\(path)\")") { completion in
@@ -155,10 +159,16 @@ private final class ConnectAttempt: @unchecked Sendable {
 
     func run(on loop: EventLoop, describing operation: String,
              _ start: (@escaping (Int32) -> Void) throws -> Void) async throws {
+        // On a closed loop the handle was closed with the loop: only report it.
+        try loop.checkLoopThread()
         let status: Int32
         do {
             status = try await withTaskCancellationHandler {
                 try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Int32, any Error>) in
+                    guard loop.inLoopThread else {
+                        continuation.resume(throwing: EventLoopError.loopClosed)
+                        return
+                    }
                     do {
                         try start { status in continuation.resume(returning: status) }
                     } catch {
@@ -170,7 +180,7 @@ private final class ConnectAttempt: @unchecked Sendable {
             }
         } catch {
             finished = true
-            handle.close()
+            if loop.inLoopThread { handle.close() }
             throw error
         }
         finished = true

@@ -96,8 +96,11 @@ public final class Server: @unchecked Sendable {
     /// have finished"). Returns at once when the loop is closed.
     public func waitClosed() async {
         try? await loop.onLoop {
-            guard !isFinished else { return }
-            await withUnsafeContinuation { closeWaiters.append($0) }
+            guard loop.inLoopThread, !isFinished else { return }
+            await withUnsafeContinuation { continuation in
+                guard loop.inLoopThread else { return continuation.resume() }
+                closeWaiters.append(continuation)
+            }
         }
     }
 

@@ -100,6 +100,7 @@ extension StreamTransport {
     }
 
     func drain() async throws {
+        try checkOnLoop()
         if try !mustWaitToDrain() { return }
         let id = makeWaiterID()
         try await suspend { (continuation: UnsafeContinuation<Void, any Error>) in

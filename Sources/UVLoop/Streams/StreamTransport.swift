@@ -148,8 +148,9 @@ final class StreamTransport: @unchecked Sendable {
         try await loop.onLoop(body)
     }
 
-    /// After a suspension: a waiter resumed while the loop closed may run on the closed loop's
-    /// fallback queue, which must not touch the transport.
+    /// At the start of each async method and after each suspension: code resumed, or entered
+    /// after an executor switch, while the loop closed runs on the closed loop's fallback queue,
+    /// which must not touch the transport (see `EventLoop.onLoop`).
     @inline(__always)
     func checkOnLoop() throws {
         if !loop.inLoopThread { throw EventLoopError.loopClosed }
@@ -166,12 +167,17 @@ final class StreamTransport: @unchecked Sendable {
     @inline(__always)
     func suspend<T>(_ store: (UnsafeContinuation<T, any Error>) -> Void,
                     onCancel cancel: @escaping @Sendable () -> Void) async throws -> T {
-        if let owner = uncancellableTask, withUnsafeCurrentTask(body: { $0 == owner }) {
-            return try await withUnsafeThrowingContinuation { store($0) }
-        }
         let loop = self.loop
+        if let owner = uncancellableTask, withUnsafeCurrentTask(body: { $0 == owner }) {
+            return try await withUnsafeThrowingContinuation { continuation in
+                // (Checked again: entering an async function may have switched executors.)
+                guard loop.inLoopThread else { return continuation.resume(throwing: EventLoopError.loopClosed) }
+                store(continuation)
+            }
+        }
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<T, any Error>) in
+                guard loop.inLoopThread else { return continuation.resume(throwing: EventLoopError.loopClosed) }
                 if Task.isCancelled {
                     continuation.resume(throwing: CancellationError())
                     return
@@ -267,8 +273,11 @@ final class StreamTransport: @unchecked Sendable {
 
     /// Waits until the handle has closed. Loop thread.
     func waitClosed() async {
-        guard state != .closed else { return }
-        await withUnsafeContinuation { closeWaiters.append($0) }
+        guard loop.inLoopThread, state != .closed else { return }
+        await withUnsafeContinuation { continuation in
+            guard loop.inLoopThread else { return continuation.resume() }
+            closeWaiters.append(continuation)
+        }
     }
 }
 

@@ -126,12 +126,18 @@ public final class StreamWriter: Sendable {
     /// means 64 KiB (or 4 × low), nil low means high / 4.
     /// - Throws: `StreamError.invalidArgument` unless high >= low >= 0.
     public func setWriteBufferLimits(high: Int? = nil, low: Int? = nil) async throws {
-        try await transport.onLoop { try transport.setWriteBufferLimits(high: high, low: low) }
+        try await transport.onLoop {
+            try transport.checkOnLoop()
+            try transport.setWriteBufferLimits(high: high, low: low)
+        }
     }
 
     /// Bytes written but not yet handed to the kernel.
     public func writeBufferSize() async throws -> Int {
-        try await transport.onLoop { transport.writeBufferSize }
+        try await transport.onLoop {
+            try transport.checkOnLoop()
+            return transport.writeBufferSize
+        }
     }
 
     /// The peer's address (asyncio's `get_extra_info("peername")`): IP and port for TCP, the

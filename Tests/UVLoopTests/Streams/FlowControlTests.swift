@@ -63,7 +63,9 @@ struct FlowControlTests {
                 writer.close()
             }
             let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: server.port)
-            let total = 8 * 1024 * 1024
+            // More than the kernel's socket buffers hold: the send buffer stops at tcp_wmem's
+            // maximum (4 MiB here), and the receive buffer grows only while the peer reads.
+            let total = 32 * 1024 * 1024
             let drained = Box(false)
             let sender = Task(executorPreference: loop) {
                 try writer.write(patternBytes(total))
@@ -71,9 +73,13 @@ struct FlowControlTests {
                 drained.value = true
                 try writer.writeEOF()
             }
-            try await Task.sleep(for: .milliseconds(300))
-            // The server reads nothing: the kernel buffers fill, its reader pauses at 2 x 64 KiB,
+            // The server reads nothing: its reader pauses at 2 x 64 KiB, the kernel buffers fill,
             // and the client's drain() cannot return.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while serverReader.value.map({ !$0.transport.readingPaused }) ?? true, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            try await Task.sleep(for: .milliseconds(100))
             #expect(!drained.value)
             let transport = try #require(serverReader.value).transport
             #expect(transport.readingPaused)
