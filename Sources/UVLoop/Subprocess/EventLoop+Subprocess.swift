@@ -81,8 +81,12 @@ extension EventLoop {
     ///
     /// `program` without a slash is looked up on PATH (the `environment`'s PATH when given).
     /// - Parameters:
-    ///   - stdin, stdout, stderr: where each standard stream goes; `.pipe` makes the matching
-    ///     `ChildProcess` stream.
+    ///   - program: the program's path, or a name looked up on PATH.
+    ///   - arguments: the arguments after argv[0] (which is `program`).
+    ///   - stdin: where the child's standard input comes from; `.pipe` makes `ChildProcess.stdin`.
+    ///   - stdout: where its standard output goes; `.pipe` makes `ChildProcess.stdout`.
+    ///   - stderr: where its standard error goes; `.pipe` makes `ChildProcess.stderr`, `.stdout`
+    ///     merges it into standard output.
     ///   - environment: the child's whole environment, or nil to inherit this process's.
     ///   - workingDirectory: the child's working directory, or nil to inherit.
     /// - Throws: `EventLoopError.childWatcherNotActive` (nothing spawned) when the watcher is not
