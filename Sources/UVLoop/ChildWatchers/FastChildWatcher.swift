@@ -17,6 +17,7 @@ public final class FastChildWatcher: ChildWatcher, @unchecked Sendable {
 
     private let core = MainLoopSIGCHLD()
 
+    /// Creates a watcher; attach it to the main thread's loop (`setEventLoop` on the main thread does).
     public init() {
         core.onSIGCHLD = { [weak self] in self?.reapAll() }
     }
@@ -43,10 +44,14 @@ public final class FastChildWatcher: ChildWatcher, @unchecked Sendable {
         if let immediate { registration.deliver(pid: pid, returnCode: immediate, logger: logger) }
     }
 
+    /// Removes the handler for `pid`: true if one was pending, false otherwise. The removed callback never runs.
     @discardableResult
     public func removeChildHandler(_ pid: pid_t) -> Bool { core.removeChildHandler(pid) }
+    /// Attaches the watcher to `loop` (see the type's documentation for what it does with it).
     public func attachLoop(_ loop: EventLoop?) { core.attachLoop(loop) }
+    /// True when the watcher can report exits now; spawning with an inactive watcher throws `EventLoopError.childWatcherNotActive`.
     public func isActive() -> Bool { core.isActive() }
+    /// Releases the watcher; pending children are handed to a waiting thread that still reports them.
     public func close() { core.close() }
 
     /// On SIGCHLD (attached loop's thread): reap until nothing is left.

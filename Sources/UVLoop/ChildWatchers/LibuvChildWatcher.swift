@@ -29,6 +29,7 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher, @unche
     private let fallback = ThreadedChildWatcher()
     private let logger = Logger(label: "uvloop.watcher")
 
+    /// Creates a watcher; it needs no attaching.
     public init() {}
 
     func spawn(path: String, request: SpawnRequest, actions: [Spawner.FileAction],
@@ -102,6 +103,7 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher, @unche
         }
     }
 
+    /// Removes the handler for `pid`: true if one was pending, false otherwise. The removed callback never runs.
     @discardableResult
     public func removeChildHandler(_ pid: pid_t) -> Bool {
         let removed = children.withLock { children -> Bool in
@@ -112,8 +114,11 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher, @unche
         return removed || fallback.removeChildHandler(pid)
     }
 
+    /// Attaches the watcher to `loop` (see the type's documentation for what it does with it).
     public func attachLoop(_ loop: EventLoop?) {}
+    /// True when the watcher can report exits now; spawning with an inactive watcher throws `EventLoopError.childWatcherNotActive`.
     public func isActive() -> Bool { true }
+    /// Releases the watcher; pending children are handed to a waiting thread that still reports them.
     public func close() {}
 }
 

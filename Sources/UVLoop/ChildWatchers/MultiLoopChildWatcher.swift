@@ -25,6 +25,7 @@ public final class MultiLoopChildWatcher: ChildWatcher, @unchecked Sendable {
     private let state = LockedValue(State())
     private let logger = Logger(label: "uvloop.watcher")
 
+    /// Creates a watcher; it becomes active at its first `attachLoop`.
     public init() {}
 
     /// Starts the private SIGCHLD thread if it is not running; the argument is ignored.
@@ -57,6 +58,7 @@ public final class MultiLoopChildWatcher: ChildWatcher, @unchecked Sendable {
         pollAll()   // exits that happened before the handler was installed
     }
 
+    /// True when the watcher can report exits now; spawning with an inactive watcher throws `EventLoopError.childWatcherNotActive`.
     public func isActive() -> Bool { state.withLock { $0.privateLoop != nil } }
 
     /// Registers `callback`, delivered on the loop running on this thread.
@@ -71,6 +73,7 @@ public final class MultiLoopChildWatcher: ChildWatcher, @unchecked Sendable {
         deliver(poll([pid]))
     }
 
+    /// Removes the handler for `pid`: true if one was pending, false otherwise. The removed callback never runs.
     @discardableResult
     public func removeChildHandler(_ pid: pid_t) -> Bool {
         state.withLock { $0.handlers.removeValue(forKey: pid) != nil }

@@ -24,6 +24,7 @@ public final class PidfdChildWatcher: ChildWatcher, @unchecked Sendable {
     private let watches = LockedValue<[pid_t: Watch]>([:])
     private let logger = Logger(label: "uvloop.watcher")
 
+    /// Creates a watcher; it needs no attaching.
     public init() {}
 
     /// Registers `callback` for `pid`'s exit, run on the loop running on this thread.
@@ -82,6 +83,7 @@ public final class PidfdChildWatcher: ChildWatcher, @unchecked Sendable {
         if let watch { OrphanReaper.adopt(pid, watch.registration) }
     }
 
+    /// Removes the handler for `pid`: true if one was pending, false otherwise. The removed callback never runs.
     @discardableResult
     public func removeChildHandler(_ pid: pid_t) -> Bool {
         guard let watch = watches.withLock({ $0.removeValue(forKey: pid) }) else { return false }
@@ -90,8 +92,10 @@ public final class PidfdChildWatcher: ChildWatcher, @unchecked Sendable {
         return true
     }
 
+    /// Attaches the watcher to `loop` (see the type's documentation for what it does with it).
     public func attachLoop(_ loop: EventLoop?) {}
 
+    /// True when the watcher can report exits now; spawning with an inactive watcher throws `EventLoopError.childWatcherNotActive`.
     public func isActive() -> Bool { Reaper.pidfdSupported }
 
     /// Stops polling; pending children go to a waiting thread that still reports them.

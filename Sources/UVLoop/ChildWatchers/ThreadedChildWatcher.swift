@@ -28,6 +28,7 @@ public final class ThreadedChildWatcher: ChildWatcher, @unchecked Sendable {
     private let table = LockedValue(Table())
     private let logger = Logger(label: "uvloop.watcher")
 
+    /// Creates a watcher; it needs no attaching.
     public init() {}
 
     /// Registers `callback` for `pid`'s exit, delivered on the loop running on this thread.
@@ -70,15 +71,19 @@ public final class ThreadedChildWatcher: ChildWatcher, @unchecked Sendable {
         registration?.deliver(pid: pid, returnCode: returnCode, logger: logger)
     }
 
+    /// Removes the handler for `pid`: true if one was pending, false otherwise. The removed callback never runs.
     @discardableResult
     public func removeChildHandler(_ pid: pid_t) -> Bool {
         table.withLock { $0.handlers.removeValue(forKey: pid) != nil }
     }
 
+    /// Attaches the watcher to `loop` (see the type's documentation for what it does with it).
     public func attachLoop(_ loop: EventLoop?) {}
 
+    /// True when the watcher can report exits now; spawning with an inactive watcher throws `EventLoopError.childWatcherNotActive`.
     public func isActive() -> Bool { true }
 
+    /// Releases the watcher; pending children are handed to a waiting thread that still reports them.
     public func close() {}
 
     /// The process-wide watcher that adopts other watchers' orphaned children.

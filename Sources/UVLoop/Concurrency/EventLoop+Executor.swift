@@ -14,14 +14,17 @@ extension EventLoop: SerialExecutor, TaskExecutor {
         }
     }
 
+    /// This loop as a serial executor (an actor's `unownedExecutor` can return it).
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
     }
 
+    /// This loop as a task executor (`Task(executorPreference:)`).
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
         UnownedTaskExecutor(ordinary: self)
     }
 
+    /// True when `other` is this very loop.
     public func isSameExclusiveExecutionContext(other: EventLoop) -> Bool {
         self === other
     }

@@ -41,11 +41,14 @@ public struct UVError: Error, CustomStringConvertible, Hashable, Sendable {
         }
     }
 
+    /// `"operation: NAME (message)"`.
     public var description: String {
         operation.isEmpty ? "\(name): \(message)" : "\(operation): \(name) (\(message))"
     }
 
+    /// Equal when the codes are equal, whatever the operations.
     public static func == (lhs: UVError, rhs: UVError) -> Bool { lhs.code == rhs.code }
+    /// Hashes the code only, as `==` compares it only.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 
     /// Pattern match: `case UVError.ENOENT:` in a `catch` or `switch`.
@@ -53,30 +56,55 @@ public struct UVError: Error, CustomStringConvertible, Hashable, Sendable {
         (value as? UVError)?.code == pattern.code
     }
 
+    /// Argument list too long.
     public static let E2BIG = UVError(code: UV_E2BIG.rawValue)
+    /// Permission denied (a program that is not executable, for one).
     public static let EACCES = UVError(code: UV_EACCES.rawValue)
+    /// Address already in use.
     public static let EADDRINUSE = UVError(code: UV_EADDRINUSE.rawValue)
+    /// Address not available.
     public static let EADDRNOTAVAIL = UVError(code: UV_EADDRNOTAVAIL.rawValue)
+    /// Resource temporarily unavailable (out of processes or threads, for one).
     public static let EAGAIN = UVError(code: UV_EAGAIN.rawValue)
+    /// Unknown host or service name.
     public static let EAI_NONAME = UVError(code: UV_EAI_NONAME.rawValue)
+    /// Bad file descriptor (not open).
     public static let EBADF = UVError(code: UV_EBADF.rawValue)
+    /// Resource busy.
     public static let EBUSY = UVError(code: UV_EBUSY.rawValue)
+    /// Operation canceled.
     public static let ECANCELED = UVError(code: UV_ECANCELED.rawValue)
+    /// No child process (its status was taken by another reaper).
     public static let ECHILD = UVError(code: -Glibc.ECHILD)
+    /// Connection refused.
     public static let ECONNREFUSED = UVError(code: UV_ECONNREFUSED.rawValue)
+    /// Connection reset by peer.
     public static let ECONNRESET = UVError(code: UV_ECONNRESET.rawValue)
+    /// Already exists.
     public static let EEXIST = UVError(code: UV_EEXIST.rawValue)
+    /// Invalid argument.
     public static let EINVAL = UVError(code: UV_EINVAL.rawValue)
+    /// Too many open files (the descriptor limit).
     public static let EMFILE = UVError(code: UV_EMFILE.rawValue)
+    /// Name too long (a Unix socket path beyond `sun_path`).
     public static let ENAMETOOLONG = UVError(code: UV_ENAMETOOLONG.rawValue)
+    /// No such file or directory.
     public static let ENOENT = UVError(code: UV_ENOENT.rawValue)
+    /// Function not implemented (pidfd_open on an old kernel).
     public static let ENOSYS = UVError(code: UV_ENOSYS.rawValue)
+    /// Socket is not connected.
     public static let ENOTCONN = UVError(code: UV_ENOTCONN.rawValue)
+    /// Operation not supported.
     public static let ENOTSUP = UVError(code: UV_ENOTSUP.rawValue)
+    /// End of file.
     public static let EOF = UVError(code: UV_EOF.rawValue)
+    /// Operation not permitted.
     public static let EPERM = UVError(code: UV_EPERM.rawValue)
+    /// Broken pipe.
     public static let EPIPE = UVError(code: UV_EPIPE.rawValue)
+    /// No such process (or: already reaped, never signalled).
     public static let ESRCH = UVError(code: UV_ESRCH.rawValue)
+    /// Connection timed out.
     public static let ETIMEDOUT = UVError(code: UV_ETIMEDOUT.rawValue)
 }
 

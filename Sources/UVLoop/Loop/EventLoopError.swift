@@ -24,6 +24,7 @@ public enum EventLoopError: Error, Equatable, Hashable, Sendable, CustomStringCo
     /// An operation that only the loop's own thread may do was called from another thread.
     case wrongThread
 
+    /// The message asyncio would raise with.
     public var description: String {
         switch self {
         case .noCurrentEventLoop: return "There is no current event loop in this thread."
