@@ -36,6 +36,49 @@ struct FaultTests {
         #expect(childOutput(result).isEmpty, "\(childOutput(result))")
     }
 
+    @Test(.timeLimit(.minutes(1))) func descriptorLimitMakesConnectAndAcceptFailAndTheServerKeepsServing() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
+            let loop = try EventLoop()
+            try loop.runUntilComplete {
+                let server = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
+                    while let chunk = try? await reader.read(1024), !chunk.isEmpty { try? writer.write(chunk) }
+                    writer.close()
+                }
+                var limit = rlimit()
+                getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+                var lowered = limit
+                lowered.rlim_cur = rlim_t(openDescriptors().count + 8)
+                setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &lowered)
+                // Connect until the limit: each connection costs a client and an accepted socket.
+                var connections: [(StreamReader, StreamWriter)] = []
+                var sawEMFILE = false
+                for _ in 0..<20 {
+                    do {
+                        connections.append(try await loop.openConnection(host: "127.0.0.1", port: server.port))
+                    } catch let error as UVError where error == .EMFILE {
+                        sawEMFILE = true
+                        break
+                    }
+                }
+                if !sawEMFILE { print("connect never failed with EMFILE under the lowered limit") }
+                try await Task.sleep(for: .milliseconds(50))   // let accept run into the limit too
+                // Release: close the clients and lift the limit; the server must still serve.
+                for (_, writer) in connections { writer.close() }
+                setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+                try await Task.sleep(for: .milliseconds(50))
+                let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+                try writer.write(Array("still serving".utf8))
+                let reply = try await reader.readExactly(13)
+                if reply != Array("still serving".utf8) { print("the server did not echo after the limit was lifted") }
+                writer.close()
+                server.close()
+                await server.waitClosed()
+            }
+            try loop.close()
+        }
+        #expect(childOutput(result).isEmpty, "\(childOutput(result))")
+    }
+
     @Test(.timeLimit(.minutes(1))) func processLimitMakesSpawnFailWithEAGAIN() async {
         let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
             // Root ignores RLIMIT_NPROC: drop to nobody first (this process only).
