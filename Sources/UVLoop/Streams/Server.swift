@@ -19,6 +19,8 @@ public final class Server: @unchecked Sendable {
     private let handler: @Sendable (StreamReader, StreamWriter) async -> Void
     private let serving = Atomic<Bool>(true)
     private let connectionCount = Atomic<Int>(0)
+    /// Runs the handler tasks on the loop without serial isolation (see `LoopTaskExecutor`).
+    private let taskExecutor: LoopTaskExecutor
 
     // Loop thread only:
     private var listeners: [UVStream]
@@ -43,6 +45,7 @@ public final class Server: @unchecked Sendable {
         self.handler = handler
         self.unixPath = unixPath
         self.unixIdentity = unixPath.flatMap { Socket.fileIdentity($0) }
+        self.taskExecutor = LoopTaskExecutor(loop: loop)
         for listener in listeners {
             // Strong: a listening server stays alive (and serving) until it or its loop closes.
             listener.onConnection = { status in self.accept(from: listener, status: status) }
@@ -175,7 +178,7 @@ public final class Server: @unchecked Sendable {
             runningHandlers += 1
             // The task's handle is dropped: nothing can cancel it (as in asyncio, closing the
             // server does not cancel handlers), which lets its waits skip cancellation handlers.
-            Task(executorPreference: loop) {
+            Task(executorPreference: taskExecutor) {
                 // On the loop (its executor), unless the loop closed meanwhile.
                 if self.loop.inLoopThread { withUnsafeCurrentTask { transport.uncancellableTask = $0 } }
                 await handler(reader, writer)

@@ -34,6 +34,31 @@ struct EchoTests {
         #expect(peer == (try SocketAddress(host: "127.0.0.1", port: port)))
     }
 
+    @Test(.timeLimit(.minutes(1))) func handlersRunOnTheLoopThreadAcrossAwaits() throws {
+        let checks = try onFreshLoop { loop in
+            let checks = Box<[Bool]>([])
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
+                checks.mutate { $0.append(loop.inLoopThread) }
+                let line = (try? await reader.readLine()) ?? []
+                checks.mutate { $0.append(loop.inLoopThread) }
+                try? await Task.sleep(for: .milliseconds(1))
+                checks.mutate { $0.append(loop.inLoopThread) }
+                try? writer.write(line)
+                try? await writer.drain()
+                checks.mutate { $0.append(loop.inLoopThread && (try? getRunningLoop()) === loop) }
+                writer.close()
+            }
+            let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            try writer.write(Array("x\n".utf8))
+            _ = try await reader.readLine()
+            writer.close()
+            server.close()
+            await server.waitClosed()
+            return checks.value
+        }
+        #expect(checks == [true, true, true, true])
+    }
+
     @Test(.timeLimit(.minutes(1))) func hundredConcurrentClients() throws {
         let results = try onFreshLoop { loop in
             let server = try await loop.startServer(host: "127.0.0.1", port: 0, echo)
