@@ -11,8 +11,9 @@
 /// Each job goes through `trySubmit` (a callback in the loop's ready queue); on a closed loop it
 /// goes to the closed loop's fallback queue, as the loop's own jobs do.
 final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
-    /// Unowned: the loop outlives the tasks that prefer it, as it does when it is the preference.
-    unowned(unsafe) let loop: EventLoop
+    /// Strong: a task retains its preferred executor, and a task that outlives its loop (one
+    /// waiting on something else when the loop closed) still enqueues here.
+    let loop: EventLoop
 
     init(loop: EventLoop) { self.loop = loop }
 
