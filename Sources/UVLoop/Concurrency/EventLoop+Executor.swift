@@ -14,6 +14,16 @@ extension EventLoop: SerialExecutor, TaskExecutor {
         }
     }
 
+    /// Queues a job of a task that prefers this loop (`LoopTaskExecutor`): it runs on the loop's
+    /// thread without serial isolation.
+    func enqueueTaskJob(_ job: UnownedJob) {
+        if inLoopThread {
+            appendReady(.taskJob(job))
+        } else if !submitExternal(.taskJob(job)) {
+            ClosedLoopExecutor.shared.enqueue(job)
+        }
+    }
+
     /// This loop as a serial executor (an actor's `unownedExecutor` can return it).
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
@@ -21,7 +31,7 @@ extension EventLoop: SerialExecutor, TaskExecutor {
 
     /// This loop as a task executor (`Task(executorPreference:)`).
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
-        UnownedTaskExecutor(ordinary: self)
+        taskExecutor.asUnownedTaskExecutor()
     }
 
     /// True when `other` is this very loop.
@@ -52,7 +62,7 @@ extension EventLoop {
         try beginRun()
         defer { endRun() }
         let outcome = Outcome<T>()
-        Task(executorPreference: self) {
+        Task(executorPreference: taskExecutor) {
             do {
                 outcome.result = .success(try await operation())
             } catch {
@@ -71,7 +81,7 @@ extension EventLoop {
     @discardableResult
     public func createTask<T: Sendable>(_ operation: sending @escaping () async throws -> T) -> Task<T, any Error> {
         if isClosed { preconditionFailure("Event loop is closed") }
-        return Task(executorPreference: self, operation: operation)
+        return Task(executorPreference: taskExecutor, operation: operation)
     }
 
     /// Runs blocking `work` on a worker thread and resumes the caller with its result (asyncio's

@@ -15,7 +15,10 @@ public final class EventLoop: @unchecked Sendable {
     enum Work {
         case handle(Handle)
         case timer(TimerHandle)
+        /// A job isolated to the loop (an actor whose executor is the loop).
         case job(UnownedJob)
+        /// A job of a task that prefers the loop as its task executor (no serial isolation).
+        case taskJob(UnownedJob)
         /// Insert the timer into the heap (a `callLater` made off the loop thread).
         case schedule(TimerHandle)
         /// `stop()` made off the loop thread.
@@ -52,6 +55,8 @@ public final class EventLoop: @unchecked Sendable {
     // checks (they cost about a tenth of a callSoon round trip).
 
     let core: UVRunLoop
+    /// The loop's task-executor face (see `LoopTaskExecutor`).
+    private(set) var taskExecutor: LoopTaskExecutor!
     private var wakeup: UVAsync!
     private var drainer: UVIdle!
     private var timer: UVTimer!
@@ -100,6 +105,7 @@ public final class EventLoop: @unchecked Sendable {
             core.close()
             throw error
         }
+        taskExecutor = LoopTaskExecutor(loop: self)
         // The timer alone must not keep uv_run going; the wake-up handle does (run forever).
         timer.keepsLoopAlive = false
         drainer.keepsLoopAlive = false
@@ -237,7 +243,10 @@ public final class EventLoop: @unchecked Sendable {
         // Callbacks are dropped, as in asyncio; Swift jobs move to the fallback executor so their
         // tasks can still finish.
         ready.drain { work in
-            if case .job(let job) = work { ClosedLoopExecutor.shared.enqueue(job) }
+            switch work {
+            case .job(let job), .taskJob(let job): ClosedLoopExecutor.shared.enqueue(job)
+            default: break
+            }
         }
         timers = Heap()
         exceptionHandler = nil
@@ -357,7 +366,9 @@ public final class EventLoop: @unchecked Sendable {
         case .timer(let timer):
             if !timer.isCancelled { invoke(timer.callback, debugging: debugging) }
         case .job(let job):
-            job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+            job.runSynchronously(on: asUnownedSerialExecutor())
+        case .taskJob(let job):
+            job.runSynchronously(on: taskExecutor.asUnownedTaskExecutor())
         case .schedule(let timer):
             insertTimer(timer)
         case .stop:

@@ -45,7 +45,7 @@ public final class Server: @unchecked Sendable {
         self.handler = handler
         self.unixPath = unixPath
         self.unixIdentity = unixPath.flatMap { Socket.fileIdentity($0) }
-        self.taskExecutor = LoopTaskExecutor(loop: loop)
+        self.taskExecutor = loop.taskExecutor
         for listener in listeners {
             // Strong: a listening server stays alive (and serving) until it or its loop closes.
             listener.onConnection = { status in self.accept(from: listener, status: status) }
