@@ -189,6 +189,8 @@ public final class EventLoop: @unchecked Sendable {
         owner.store(System.currentThreadID, ordering: .releasing)
         runningOnMainThread.store(System.isMainThread, ordering: .releasing)
         RunningLoop.current = self
+        // Work submitted before the run comes before anything the run itself schedules (FIFO).
+        moveInbox()
     }
 
     func runUntilStopped() {
