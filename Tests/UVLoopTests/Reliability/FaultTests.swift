@@ -44,6 +44,9 @@ struct FaultTests {
                     while let chunk = try? await reader.read(1024), !chunk.isEmpty { try? writer.write(chunk) }
                     writer.close()
                 }
+                // libdispatch (behind Task.sleep) creates its epoll instance on first use and
+                // crashes if that fails: let it do so before the limit is lowered.
+                try await Task.sleep(for: .milliseconds(1))
                 var limit = rlimit()
                 getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
                 var lowered = limit
