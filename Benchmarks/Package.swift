@@ -10,6 +10,8 @@ let withUVLoop = ProcessInfo.processInfo.environment["BENCHMARKS_WITHOUT_UVLOOP"
 
 var dependencies: [Package.Dependency] = [
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    // B5/B5b's swift-subprocess participant, at the version issue 3 names.
+    .package(url: "https://github.com/swiftlang/swift-subprocess", exact: "1.0.2"),
 ]
 var targets: [Target] = [
     // Timing, the shared workload inputs, threads, JSON output and the command line.
@@ -23,6 +25,12 @@ var targets: [Target] = [
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]
     ),
+    // B5/B5b: spawning with swift-subprocess's `run`, and with Foundation's `Process`.
+    .executableTarget(
+        name: "bench-subprocess",
+        dependencies: ["BenchSupport", .product(name: "Subprocess", package: "swift-subprocess")]
+    ),
+    .executableTarget(name: "bench-process", dependencies: ["BenchSupport"]),
 ]
 if withUVLoop {
     dependencies.append(.package(name: "UVLoop", path: ".."))

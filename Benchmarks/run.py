@@ -37,6 +37,12 @@ class Benchmark:
     # "run": the participant runs the workload itself (PROGRAM BENCH N). "echo", "http": the
     # participant is a server (PROGRAM BENCH LOOPS) and run.py's client measures it.
     kind: str = "run"
+    # The participants that take part (None: every one whose `benches` allows it).
+    impls: Optional[set] = None
+    # Runs per participant when --repeat is not given (None: the default, 5; 1 with --quick).
+    repeat: Optional[int] = None
+    # Benchmarks with the same table are printed together, with only the columns that take part.
+    table: str = "loop"
 
 
 BENCHMARKS = [
@@ -46,6 +52,22 @@ BENCHMARKS = [
     Benchmark("B4", "TCP echo: 8 connections ping-pong n 1 KiB messages, then n/10 64 KiB ones (c/echo_client.c)",
               200_000, 20_000, kind="echo"),
     Benchmark("B4b", "HTTP hello under wrk: n seconds with 1 loop, then with 2 loops", 5, 2, kind="http"),
+]
+
+# Issue 3: spawning and child watchers. 3 runs each by default (not 5), and B5b with n = 64 (its
+# "64 in flight" is then one burst of 64), so that the whole default run stays near 10 minutes: a
+# fork-based spawn of a 1 GiB parent takes 30-40 ms here, so B5b's forking participants (libuv,
+# uvloop, UVLoop's [libuv] watcher) need about 5 s each for 2 x 64 children.
+SPAWN_PEERS = {BASELINE, "libuv", "uvloop", "asyncio", "swift-subprocess", "Foundation.Process"}
+BENCHMARKS += [
+    Benchmark("B5", "spawn and reap /bin/true n times, one at a time and 64 in flight, per child watcher",
+              1000, 200, impls=SPAWN_PEERS, repeat=3, table="spawn"),
+    Benchmark("B5b", "B5 with a parent holding 1 GiB of touched memory", 64, 16,
+              impls=SPAWN_PEERS, repeat=3, table="spawn"),
+    Benchmark("B6", "exit-to-callback latency: SIGKILL to wait() returning, median of n, with 1/100/1000 other live children",
+              30, 10, impls={BASELINE}, repeat=3, table="watchers"),
+    Benchmark("B7", "memory: RSS per pending child (n children) per watcher, and per idle EventLoop (2n loops)",
+              500, 100, impls={BASELINE}, repeat=3, table="watchers"),
 ]
 
 ECHO_CONNECTIONS = 8
@@ -123,6 +145,14 @@ def build_nio():
         return swift_build("bench-nio", scratch=".build-without-uvloop", env=env)
 
 
+def build_subprocess():
+    return swift_build("bench-subprocess")
+
+
+def build_process():
+    return swift_build("bench-process")
+
+
 def build_libuv():
     binary = HERE / ".build-c" / "bench_libuv"
     binary.parent.mkdir(exist_ok=True)
@@ -155,18 +185,27 @@ def build_tools():
 # The -proto columns are asyncio's protocol API (B4 only); the plain Python ones use streams.
 PARTICIPANTS = [
     Participant(BASELINE, build_uvloop, server=uvloop_server),
-    Participant("libuv", build_libuv, benches={"B1", "B2", "B3", "B4"}),
+    Participant("libuv", build_libuv, benches={"B1", "B2", "B3", "B4", "B5", "B5b"}),
     Participant("SwiftNIO", build_nio),
     Participant("uvloop", python_loop("uvloop")),
     Participant("asyncio", python_loop("asyncio")),
     Participant("uvloop-proto", python_loop("uvloop", "protocol"), benches={"B4"}),
     Participant("asyncio-proto", python_loop("asyncio", "protocol"), benches={"B4"}),
+    # B5/B5b only: Swift's other ways to start a process.
+    Participant("swift-subprocess", build_subprocess, benches={"B5", "B5b"}),
+    Participant("Foundation.Process", build_process, benches={"B5", "B5b"}),
 ]
 
 
+def takes_part(participant, bench):
+    return ((participant.benches is None or bench.id in participant.benches)
+            and (bench.impls is None or participant.name in bench.impls))
+
+
 def higher_is_better(metric):
-    """Rates ("callbacks/s") are better higher; times and everything else, lower."""
-    return metric.endswith("/s")
+    """Rates ("callbacks/s") are better higher; times and everything else, lower. A trailing
+    "[tag]" (which watcher, how many live children) does not count: "seq spawns/s [pidfd]" is a rate."""
+    return re.sub(r"\s*\[[^\]]*\]$", "", metric).endswith("/s")
 
 
 def start_server(participant, bench, loops):
@@ -280,10 +319,16 @@ def run_once(participant, bench, n, timeout):
     for line in done.stdout.splitlines():
         if line.startswith("{"):
             record = json.loads(line)
+            if "note" in record:  # a remark for under the table, e.g. why a watcher has no figure
+                NOTES.setdefault((participant.name, bench.id), []).append(record["note"])
+                continue
             values[record["metric"]] = float(record["value"])
     if not values:
         raise RuntimeError("printed no result")
     return values
+
+
+NOTES = {}  # (participant, bench id) -> remarks the participant printed as {"note": ...} lines
 
 
 def format_value(metric, value):
@@ -302,7 +347,7 @@ def format_ratio(value, peer):
     return f"{value / peer:.2f}x"
 
 
-def print_table(rows, participants, stat, repeat, quick):
+def print_table(rows, participants, stat, repeat, quick, legend=True):
     peers = [p.name for p in participants if p.name != BASELINE]
     header = ["bench", "metric"] + [p.name for p in participants] + [f"{BASELINE}/{peer}" for peer in peers]
     lines = []
@@ -325,6 +370,8 @@ def print_table(rows, participants, stat, repeat, quick):
     print("  ".join("-" * w for w in widths))
     for cells in lines:
         show(cells)
+    if not legend:
+        return
     print(
         f"\nRatio columns: {BASELINE}'s value divided by the peer's, on the same row.\n"
         f"  higher-better rows (callbacks/s): above 1.00x means {BASELINE} is faster than the peer.\n"
@@ -344,6 +391,60 @@ def print_scaling(rows, participants):
     print("\nB4b scaling, 2-loop req/s over 1-loop req/s: " + ", ".join(cells))
 
 
+def repeats(bench, args):
+    """Runs per participant: --repeat when given, else the benchmark's own count, else the default."""
+    if args.repeat_given or bench.repeat is None:
+        return args.repeat
+    return 1 if args.quick else bench.repeat
+
+
+def print_spawn_targets(rows):
+    """Issue 3's targets for B5-B7: the figures each compares, and whether it is met."""
+
+    def cell(bench, metric, impl=BASELINE):
+        return rows.get((bench, metric), {}).get(impl)
+
+    checks = []  # (what, the figures, the target, met)
+
+    def ratio(what, numerator, denominator, target, unit, at_least):
+        if numerator is None or not denominator or denominator <= 0:
+            return
+        value = numerator / denominator
+        if unit == "/s":
+            figures = f"{value:.2f}x ({format_value('/s', numerator)} / {format_value('/s', denominator)} spawns/s)"
+        else:
+            figures = f"{value:.2f}x ({numerator:.0f} / {denominator:.0f} µs)"
+        checks.append((what, figures, f"{'>=' if at_least else '<='} {target}x",
+                       value >= target if at_least else value <= target))
+
+    for label in ("seq", "64"):
+        metric = f"{label} spawns/s [best]"
+        ratio(f"B5b/B5 {label}, UVLoop's best watcher", cell("B5b", metric), cell("B5", metric), 0.5, "/s", True)
+    for peer, target in (("libuv", 0.9), ("uvloop", 2.0)):
+        metric = "seq spawns/s [best]"
+        ratio(f"B5 seq, UVLoop best / {peer}", cell("B5", metric), cell("B5", metric, peer), target, "/s", True)
+    for tag in ("pidfd", "threaded"):
+        ratio(f"B6 [{tag}] latency, 1000 live / 1 live", cell("B6", f"latency µs [{tag}, 1000 live]"),
+              cell("B6", f"latency µs [{tag}, 1 live]"), 1.5, "µs", False)
+    for what, metric in (("B7 [threaded] RSS per pending child", "RSS KiB per pending child [threaded]"),
+                         ("B7 the same less [pidfd]'s bookkeeping", "thread KiB per pending child [threaded - pidfd]")):
+        value = cell("B7", metric)
+        if value is not None:
+            checks.append((what, f"{value:.1f} KiB", "<= 64 KiB", value <= 64))
+    if not checks:
+        return
+    print("\nIssue 3 targets (UVLoop):")
+    width = max(len(check[0]) for check in checks)
+    for what, figures, target, met in checks:
+        print(f"  {what.ljust(width)}  {figures}, target {target}: {'met' if met else 'NOT met'}")
+    for label in ("seq", "64"):
+        metric = f"{label} spawns/s [best]"
+        kept = [f"{impl} {big / small:.2f}x" for impl, small in rows.get(("B5", metric), {}).items()
+                if (big := cell("B5b", metric, impl)) is not None and small > 0]
+        if kept:
+            print(f"  B5b/B5 {label} [best], every participant: " + ", ".join(kept))
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description="Run the UVLoop benchmarks (see README.md).")
     parser.add_argument("--only", help="comma-separated benchmark ids, e.g. B1,B3 (default: all)")
@@ -356,6 +457,7 @@ def parse_args():
     parser.add_argument("--wrk-threads", type=int, default=2, help="B4b: wrk's threads (default 2)")
     parser.add_argument("--wrk-connections", type=int, default=64, help="B4b: wrk's connections (default 64)")
     args = parser.parse_args()
+    args.repeat_given = args.repeat is not None  # else a benchmark's own `repeat` applies
     args.repeat = args.repeat or (1 if args.quick else 5)
     return args
 
@@ -382,7 +484,7 @@ def main():
     SCRATCH, WRK_THREADS, WRK_CONNECTIONS = args.scratch, args.wrk_threads, args.wrk_connections
     benchmarks = select(BENCHMARKS, args.only, lambda b: b.id, "benchmark")
     participants = select(PARTICIPANTS, args.impl, lambda p: p.name, "participant")
-    participants = [p for p in participants if p.benches is None or any(b.id in p.benches for b in benchmarks)]
+    participants = [p for p in participants if any(takes_part(p, b) for b in benchmarks)]
     started = time.monotonic()
     if any(b.kind == "echo" for b in benchmarks):
         try:
@@ -404,13 +506,14 @@ def main():
     samples = {}
     for bench in benchmarks:
         n = bench.quick_n if args.quick else bench.n
+        repeat = repeats(bench, args)
         print(f"{bench.id} (n={n}): {bench.title}", file=sys.stderr, flush=True)
-        for round_number in range(1, args.repeat + 1):
+        for round_number in range(1, repeat + 1):
             progress = []
             for participant in runnable:
                 if bench.id in participant.failures:
                     continue
-                if participant.benches is not None and bench.id not in participant.benches:
+                if not takes_part(participant, bench):
                     continue
                 try:
                     values = run_once(participant, bench, n, args.timeout)
@@ -422,20 +525,36 @@ def main():
                     samples.setdefault((bench.id, metric), {}).setdefault(participant.name, []).append(value)
                 first_metric = next(iter(values))
                 progress.append(f"{participant.name} {format_value(first_metric, values[first_metric])}")
-            print(f"  run {round_number}/{args.repeat}: " + ", ".join(progress), file=sys.stderr, flush=True)
+            print(f"  run {round_number}/{repeat}: " + ", ".join(progress), file=sys.stderr, flush=True)
 
     rows = {
         key: {name: summarise(values, key[1], args.stat) for name, values in by_participant.items()}
         for key, by_participant in samples.items()
     }
-    print_table(rows, participants, args.stat, args.repeat, args.quick)
+    # One table per group of benchmarks (the event-loop ones, then the spawning ones), each with
+    # only the participants that take part in it.
+    tables = []
+    for bench in benchmarks:
+        if bench.table not in tables and any(key[0] == bench.id for key in rows):
+            tables.append(bench.table)
+    for number, table in enumerate(tables):
+        group = [b for b in benchmarks if b.table == table]
+        ids = {b.id for b in group}
+        columns = [p for p in participants if any(takes_part(p, b) for b in group)]
+        print_table({key: values for key, values in rows.items() if key[0] in ids}, columns, args.stat,
+                    max(repeats(b, args) for b in group), args.quick, legend=number == len(tables) - 1)
     print_scaling(rows, participants)
+    print_spawn_targets(rows)
 
     notes = [f"  {p.name}: {p.failure}" for p in participants if p.failure]
     notes += [f"  {p.name} on {bench}: {why}" for p in participants for bench, why in p.failures.items()]
     if notes:
         print("\nFailures (a cell is n/a when no run succeeded):")
         print("\n".join(notes))
+    if NOTES:
+        print("\nNotes from the participants (per run):")
+        for (name, bench_id), remarks in NOTES.items():
+            print("\n".join(f"  {name} on {bench_id}: {remark}" for remark in remarks))
     print(f"\nTotal time {time.monotonic() - started:.0f} s.")
 
 

@@ -3,6 +3,7 @@
  *
  * Usage: bench_libuv BENCH N      (BENCH is B1, B2 or B3)
  *        bench_libuv B4 1         (a TCP echo server for B4, see below)
+ *        bench_libuv B5|B5b N     (spawn and reap /bin/true with uv_spawn, see bench_b5)
  * Prints one JSON line per metric, like every other participant.
  *
  * It does the same work as the UVLoop participant with the scheme UVLoop uses
@@ -291,13 +292,80 @@ static void bench_b4(void) {
     uv_run(&LOOP.uv, UV_RUN_DEFAULT);
 }
 
+/* ---- B5/B5b: spawn and reap /bin/true with uv_spawn ----------------------
+ * The plain libuv way (what uvloop does): uv_spawn (fork + exec), a uv_process_t per child whose
+ * exit callback closes it and starts the next one. Sequential (one at a time), then 64 in flight.
+ * B5b first allocates 1 GiB and writes every page, so that fork has a big parent to copy. */
+
+static uv_loop_t SPAWN_LOOP;
+static long spawn_target, spawn_started, spawn_failed;
+
+static void spawn_one(void);
+
+static void spawn_closed(uv_handle_t *handle) { free(handle); }
+
+static void spawn_exited(uv_process_t *process, int64_t status, int term_signal) {
+    if (status != 0 || term_signal != 0) spawn_failed++;
+    uv_close((uv_handle_t *)process, spawn_closed);
+    if (spawn_started < spawn_target) spawn_one();
+}
+
+static void spawn_one(void) {
+    static char *args[] = {"/bin/true", NULL};
+    uv_process_t *process = malloc(sizeof *process);
+    if (!process) { perror("malloc"); exit(1); }
+    uv_stdio_container_t stdio[3];
+    for (int fd = 0; fd < 3; fd++) {  /* inherited, as every participant does */
+        stdio[fd].flags = UV_INHERIT_FD;
+        stdio[fd].data.fd = fd;
+    }
+    uv_process_options_t options;
+    memset(&options, 0, sizeof options);
+    options.file = args[0];
+    options.args = args;
+    options.exit_cb = spawn_exited;
+    options.stdio_count = 3;
+    options.stdio = stdio;
+    check(uv_spawn(&SPAWN_LOOP, process, &options), "uv_spawn");
+    spawn_started++;
+}
+
+/* Spawns and reaps n children, `width` at a time; returns spawns per second. */
+static double spawn_rate(long n, int width) {
+    spawn_target = n;
+    spawn_started = 0;
+    double start = now_seconds();
+    for (int i = 0; i < width && spawn_started < n; i++) spawn_one();
+    uv_run(&SPAWN_LOOP, UV_RUN_DEFAULT);
+    double seconds = now_seconds() - start;
+    if (spawn_failed) { fprintf(stderr, "%ld children did not exit with 0\n", spawn_failed); exit(1); }
+    return (double)n / seconds;
+}
+
+static void bench_b5(const char *bench, size_t ballast_bytes) {
+    if (ballast_bytes) {
+        char *ballast = malloc(ballast_bytes);
+        if (!ballast) { perror("malloc"); exit(1); }
+        for (size_t i = 0; i < ballast_bytes; i += 4096) ballast[i] = (char)i | 1;  /* every page */
+    }  /* (never freed: the parent keeps it until exit) */
+    check(uv_loop_init(&SPAWN_LOOP), "uv_loop_init");
+    spawn_rate(1, 1);  /* warm-up, not timed */
+    report(bench, "seq spawns/s [best]", spawn_rate(N, 1), N);
+    report(bench, "64 spawns/s [best]", spawn_rate(N, 64), N);
+    check(uv_loop_close(&SPAWN_LOOP), "uv_loop_close");
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
-        fprintf(stderr, "usage: %s B1|B2|B3|B4 N\n", argv[0]);
+        fprintf(stderr, "usage: %s B1|B2|B3|B4|B5|B5b N\n", argv[0]);
         return 2;
     }
     N = atol(argv[2]);
     if (N <= 0) { fprintf(stderr, "N must be positive\n"); return 2; }
+    if (strcmp(argv[1], "B5") == 0 || strcmp(argv[1], "B5b") == 0) {
+        bench_b5(argv[1], strcmp(argv[1], "B5b") == 0 ? (size_t)1 << 30 : 0);
+        return 0;
+    }
     if (strcmp(argv[1], "B4") == 0) {
         loop_init(&LOOP);
         bench_b4();

@@ -8,5 +8,9 @@ runParticipant(
         "B2": timers,
         "B3": crossThreadThroughput,
         "B4": echoServer,
+        "B5": spawnRates(bench: "B5"),
+        "B5b": spawnRates(bench: "B5b"),
+        "B6": exitLatency,
+        "B7": memoryFootprint,
     ]
 )
