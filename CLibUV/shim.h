@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -92,6 +93,16 @@ static inline int cuv_pidfd_send_signal(int pidfd, int sig) {
 #else
     return -ENOSYS;
 #endif
+}
+
+/// Blocks until `fd` is readable (poll(2), retrying EINTR); returns 0 or -errno.
+static inline int cuv_wait_readable(int fd) {
+    struct pollfd entry = { .fd = fd, .events = POLLIN, .revents = 0 };
+    for (;;) {
+        int ready = poll(&entry, 1, -1);
+        if (ready > 0) return 0;
+        if (ready < 0 && errno != EINTR) return -errno;
+    }
 }
 
 /// Sets FD_CLOEXEC on a descriptor; returns 0 or -errno.

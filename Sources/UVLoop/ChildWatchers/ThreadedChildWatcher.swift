@@ -13,8 +13,9 @@ import Logging
 /// - `isActive()` is always true; `attachLoop` and `close` do nothing (waiting threads finish
 ///   when their child exits).
 ///
-/// The waiting thread observes the exit with `waitid(WNOWAIT)`, then reaps under the reaper's
-/// lock, so a `ChildProcess` never signals a reaped pid.
+/// The waiting thread observes the exit by polling the child's pidfd where pidfds work (so many
+/// waiting threads do not slow each exit down), else with `waitid(WNOWAIT)`; then it reaps under
+/// the reaper's lock, so a `ChildProcess` never signals a reaped pid.
 public final class ThreadedChildWatcher: ChildWatcher, @unchecked Sendable {
     /// Stack of each waiting thread. Small: the thread only waits, reaps and hands off.
     static let waiterStackSize = 64 * 1024
@@ -62,7 +63,7 @@ public final class ThreadedChildWatcher: ChildWatcher, @unchecked Sendable {
 
     /// The waiting thread's body.
     private func wait(for pid: pid_t) {
-        let outcome: Reaper.Outcome = Reaper.waitUntilExited(pid) ? Reaper.reap(pid) : .notAChild
+        let outcome: Reaper.Outcome = Reaper.waitUntilExitedPreferringPidfd(pid) ? Reaper.reap(pid) : .notAChild
         let returnCode = Reaper.returnCode(for: outcome, pid: pid, logger: logger) ?? 255
         let registration = table.withLock { table -> ChildRegistration? in
             table.waiting.remove(pid)

@@ -69,6 +69,28 @@ enum Reaper {
         }
     }
 
+    /// Blocks until `pid` has exited, without reaping it, preferably by polling its pidfd.
+    ///
+    /// Many threads blocked in `waitid` slow every exit down: the kernel walks all of them on each
+    /// child's exit (measured: 123 µs exit-to-callback with 1 waiting thread, 199 µs with 1000).
+    /// A thread polling its child's pidfd is woken alone (flat latency). The pidfd is opened under
+    /// the reaper's lock while the pid is an unreaped child of ours, so it cannot name a process
+    /// that reused the pid. Without pidfds (or descriptors), falls back to `waitid(WNOWAIT)`.
+    /// - Returns: true when it exited (it is a zombie now), false when it is not our child.
+    static func waitUntilExitedPreferringPidfd(_ pid: pid_t) -> Bool {
+        guard pidfdSupported else { return waitUntilExited(pid) }
+        let fd: Int32? = lock.withLock {
+            guard isUnreapedChild(pid) else { return nil }
+            let fd = cuv_pidfd_open(pid)
+            return fd >= 0 ? fd : -1
+        }
+        guard let fd else { return false }                 // not (or no longer) our child
+        guard fd >= 0 else { return waitUntilExited(pid) } // EMFILE and the like
+        defer { System.closeDescriptor(fd) }
+        _ = cuv_wait_readable(fd)
+        return true
+    }
+
     /// True when `pid` is a child of this process that nobody has reaped yet (running or a zombie).
     static func isUnreapedChild(_ pid: pid_t) -> Bool {
         var childPid: pid_t = 0, code: Int32 = 0, status: Int32 = 0
