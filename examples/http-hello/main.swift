@@ -51,7 +51,7 @@ final class LoopFigures: Sendable {
     let connections = Atomic<Int>(0)
 }
 
-/// The parts of a request head this server looks at.
+/// The parts of a request head this server looks at, parsed in one pass without allocating.
 struct RequestHead {
     var keepAlive: Bool
     var contentLength = 0
@@ -60,42 +60,76 @@ struct RequestHead {
 
     /// Parses `head` (request line and headers, through the blank line); nil when malformed.
     init?(_ head: [UInt8]) {
-        var lines = head.split(separator: 10, omittingEmptySubsequences: true).map { line in
-            line.last == 13 ? line.dropLast() : line
-        }
-        lines.removeAll { $0.isEmpty }
-        guard let requestLine = lines.first, let space = requestLine.lastIndex(of: 32) else { return nil }
-        let version = requestLine[(space + 1)...]
-        guard version.starts(with: "HTTP/1.".utf8) else { return nil }
-        http10 = version.elementsEqual("HTTP/1.0".utf8)
+        guard let parsed = head.withUnsafeBufferPointer({ RequestHead.parse($0) }) else { return nil }
+        self = parsed
+    }
+
+    private init(http10: Bool) {
+        self.http10 = http10
         keepAlive = !http10
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: 58) else { return nil }
-            let name = line[..<colon]
-            let value = line[(colon + 1)...].drop { $0 == 32 || $0 == 9 }
-            if Self.equalsIgnoringCase(name, "connection") {
-                if Self.containsIgnoringCase(value, "close") { keepAlive = false }
-                if Self.containsIgnoringCase(value, "keep-alive") { keepAlive = true }
-            } else if Self.equalsIgnoringCase(name, "content-length") {
-                guard let length = Int(String(decoding: value, as: UTF8.self)), length >= 0 else { return nil }
-                contentLength = length
-            } else if Self.equalsIgnoringCase(name, "transfer-encoding") {
-                chunked = true
+    }
+
+    private static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> RequestHead? {
+        // The request line: METHOD SP TARGET SP HTTP/1.x CRLF
+        guard let lineEnd = bytes.firstIndex(of: 10), lineEnd >= 9 else { return nil }
+        let versionEnd = bytes[lineEnd - 1] == 13 ? lineEnd - 1 : lineEnd
+        let version = UnsafeBufferPointer(rebasing: bytes[(versionEnd - 8)..<versionEnd])
+        guard version.starts(with: Self.http1) else { return nil }
+        var head = RequestHead(http10: version[7] == UInt8(ascii: "0"))
+        // The headers: NAME ":" OWS VALUE CRLF, up to the empty line.
+        var start = lineEnd + 1
+        while start < bytes.count {
+            guard let end = bytes[start...].firstIndex(of: 10) else { break }
+            let lineEnd = end > start && bytes[end - 1] == 13 ? end - 1 : end
+            if lineEnd == start { break }   // the blank line
+            guard let colon = bytes[start..<lineEnd].firstIndex(of: 58) else { return nil }
+            var valueStart = colon + 1
+            while valueStart < lineEnd && (bytes[valueStart] == 32 || bytes[valueStart] == 9) { valueStart += 1 }
+            let name = UnsafeBufferPointer(rebasing: bytes[start..<colon])
+            let value = UnsafeBufferPointer(rebasing: bytes[valueStart..<lineEnd])
+            if equalsIgnoringCase(name, Self.connection) {
+                if containsIgnoringCase(value, Self.close) { head.keepAlive = false }
+                if containsIgnoringCase(value, Self.keepAliveToken) { head.keepAlive = true }
+            } else if equalsIgnoringCase(name, Self.contentLength) {
+                var length = 0
+                guard !value.isEmpty else { return nil }
+                for byte in value {
+                    guard byte >= 48 && byte <= 57, length < Int.max / 10 - 9 else { return nil }
+                    length = length * 10 + Int(byte - 48)
+                }
+                head.contentLength = length
+            } else if equalsIgnoringCase(name, Self.transferEncoding) {
+                head.chunked = true
             }
+            start = end + 1
         }
+        return head
     }
 
-    static func lower(_ byte: UInt8) -> UInt8 { byte >= 65 && byte <= 90 ? byte + 32 : byte }
+    static let http1 = Array("HTTP/1.".utf8)
+    static let connection = Array("connection".utf8)
+    static let contentLength = Array("content-length".utf8)
+    static let transferEncoding = Array("transfer-encoding".utf8)
+    static let close = Array("close".utf8)
+    static let keepAliveToken = Array("keep-alive".utf8)
 
-    static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ word: String) -> Bool {
-        bytes.count == word.utf8.count && zip(bytes, word.utf8).allSatisfy { lower($0) == $1 }
+    @inline(__always) static func lower(_ byte: UInt8) -> UInt8 { byte >= 65 && byte <= 90 ? byte + 32 : byte }
+
+    /// `bytes` equals the lowercase `word`, ignoring ASCII case.
+    static func equalsIgnoringCase(_ bytes: UnsafeBufferPointer<UInt8>, _ word: [UInt8]) -> Bool {
+        guard bytes.count == word.count else { return false }
+        for index in 0..<word.count where lower(bytes[index]) != word[index] { return false }
+        return true
     }
 
-    static func containsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ word: String) -> Bool {
-        let lowered = bytes.map(lower)
-        let target = Array(word.utf8)
-        guard lowered.count >= target.count else { return false }
-        return (0...(lowered.count - target.count)).contains { lowered[$0..<($0 + target.count)].elementsEqual(target) }
+    /// `bytes` contains the lowercase `word`, ignoring ASCII case.
+    static func containsIgnoringCase(_ bytes: UnsafeBufferPointer<UInt8>, _ word: [UInt8]) -> Bool {
+        guard bytes.count >= word.count else { return false }
+        outer: for start in 0...(bytes.count - word.count) {
+            for index in 0..<word.count where lower(bytes[start + index]) != word[index] { continue outer }
+            return true
+        }
+        return false
     }
 }
 
