@@ -128,3 +128,38 @@ func productURL(_ name: String) -> URL {
     }
     return URL(fileURLWithPath: name)
 }
+
+/// Sleeps on the loop's own timers (no libdispatch: it may need a descriptor it cannot get while a
+/// test has lowered the descriptor limit).
+func loopSleep(_ loop: EventLoop, _ seconds: Double) async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        loop.callLater(seconds) { continuation.resume() }
+    }
+}
+
+/// Leaves exactly `free` descriptor numbers available: lowers RLIMIT_NOFILE, fills every free
+/// number below it with /dev/null, then closes `free` of them. Returns the previous limit and the
+/// fillers, for `restoreDescriptors`.
+func leaveFreeDescriptors(_ free: Int) -> (rlimit, [Int32]) {
+    usleep(200_000)   // the test harness closes some inherited descriptors early in the child
+    var previous = rlimit()
+    getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &previous)
+    var lowered = previous
+    lowered.rlim_cur = rlim_t(openDescriptors().count + free + 64)
+    setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &lowered)
+    var fillers: [Int32] = []
+    while true {
+        let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        if fd < 0 { break }
+        fillers.append(fd)
+    }
+    for _ in 0..<free { if let fd = fillers.popLast() { close(fd) } }
+    return (previous, fillers)
+}
+
+/// Undoes `leaveFreeDescriptors`.
+func restoreDescriptors(_ saved: (rlimit, [Int32])) {
+    var (limit, fillers) = saved
+    fillers.forEach { close($0) }
+    setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+}
