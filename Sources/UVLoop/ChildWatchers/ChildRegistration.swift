@@ -23,6 +23,23 @@ struct ChildRegistration: Sendable {
 }
 
 extension Reaper {
+    /// Reaps the registered `pids` (nil: every registered pid) that have exited, removes them from
+    /// `handlers` and returns what to deliver (outside the caller's lock). For the watchers that
+    /// poll each pid on SIGCHLD (Safe, MultiLoop); the caller holds the lock guarding `handlers`.
+    static func reapRegistered(_ pids: [pid_t]?, in handlers: inout [pid_t: ChildRegistration],
+                               logger: Logger) -> [(ChildRegistration, pid_t, Int32)] {
+        lock.withLock {
+            var exits: [(ChildRegistration, pid_t, Int32)] = []
+            for pid in pids ?? Array(handlers.keys) {
+                guard let registration = handlers[pid] else { continue }
+                guard let code = returnCode(for: reapLocked(pid), pid: pid, logger: logger) else { continue }
+                handlers[pid] = nil
+                exits.append((registration, pid, code))
+            }
+            return exits
+        }
+    }
+
     /// The return code for a reaping outcome: nil while running; 255 with a warning when the
     /// status was taken by someone else or the pid is not our child (asyncio's rule, D8).
     static func returnCode(for outcome: Outcome, pid: pid_t, logger: Logger) -> Int32? {

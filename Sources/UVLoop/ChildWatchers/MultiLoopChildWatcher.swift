@@ -101,18 +101,7 @@ public final class MultiLoopChildWatcher: ChildWatcher, @unchecked Sendable {
     /// Reaps `pids` (nil: every registered pid) that have exited and unregisters them.
     private func poll(_ pids: [pid_t]?) -> [(ChildRegistration, pid_t, Int32)] {
         let logger = self.logger
-        return state.withLock { state in
-            Reaper.lock.withLock {
-                var exits: [(ChildRegistration, pid_t, Int32)] = []
-                for pid in pids ?? Array(state.handlers.keys) {
-                    guard let registration = state.handlers[pid] else { continue }
-                    guard let code = Reaper.returnCode(for: Reaper.reapLocked(pid), pid: pid, logger: logger) else { continue }
-                    state.handlers[pid] = nil
-                    exits.append((registration, pid, code))
-                }
-                return exits
-            }
-        }
+        return state.withLock { Reaper.reapRegistered(pids, in: &$0.handlers, logger: logger) }
     }
 
     private func deliver(_ exits: [(ChildRegistration, pid_t, Int32)]) {

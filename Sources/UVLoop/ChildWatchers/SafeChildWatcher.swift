@@ -44,17 +44,6 @@ public final class SafeChildWatcher: ChildWatcher, @unchecked Sendable {
     /// Reaps `pids` (nil: every registered pid) that have exited and unregisters them.
     private func poll(_ pids: [pid_t]?) -> [(ChildRegistration, pid_t, Int32)] {
         let logger = core.logger
-        return core.state.withLock { state in
-            Reaper.lock.withLock {
-                var exits: [(ChildRegistration, pid_t, Int32)] = []
-                for pid in pids ?? Array(state.handlers.keys) {
-                    guard let registration = state.handlers[pid] else { continue }
-                    guard let code = Reaper.returnCode(for: Reaper.reapLocked(pid), pid: pid, logger: logger) else { continue }
-                    state.handlers[pid] = nil
-                    exits.append((registration, pid, code))
-                }
-                return exits
-            }
-        }
+        return core.state.withLock { Reaper.reapRegistered(pids, in: &$0.handlers, logger: logger) }
     }
 }
