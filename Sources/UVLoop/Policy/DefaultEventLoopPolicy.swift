@@ -33,6 +33,7 @@ open class DefaultEventLoopPolicy: EventLoopPolicy, @unchecked Sendable {
     private let slots = ThreadLocal<Slot>()
     private let watcher = LockedValue<(any ChildWatcher)?>(nil)
 
+    /// Creates a policy with no loops set and no child watcher yet.
     public init() {}
 
     private var slot: Slot { slots.get { Slot() } }

@@ -109,6 +109,7 @@ public final class ChildProcess: @unchecked Sendable {
 }
 
 extension ChildProcess: CustomStringConvertible {
+    /// asyncio's form: `<ChildProcess pid=N running>` or `<ChildProcess pid=N returncode=R>`.
     public var description: String {
         if let code = returnCode { return "<ChildProcess pid=\(pid) returncode=\(code)>" }
         return "<ChildProcess pid=\(pid) running>"
