@@ -2,7 +2,13 @@
 public struct AddressInfo: Sendable, Hashable, CustomStringConvertible {
     /// The kind of socket an answer is for.
     public enum SocketType: Sendable, Hashable {
-        case stream, datagram, raw
+        /// A byte stream (TCP).
+        case stream
+        /// Datagrams (UDP).
+        case datagram
+        /// A raw socket.
+        case raw
+        /// Another `SOCK_*` value.
         case other(Int32)
     }
 
@@ -15,5 +21,6 @@ public struct AddressInfo: Sendable, Hashable, CustomStringConvertible {
     /// The canonical name, when `AI_CANONNAME` was asked for (first answer only).
     public var canonicalName: String?
 
+    /// The address and the socket type.
     public var description: String { "\(address) (\(socketType))" }
 }

@@ -7,6 +7,7 @@ public struct Datagram: Sendable, Hashable {
     /// True when the datagram was longer than the receive buffer (64 KiB) and was cut.
     public var truncated: Bool
 
+    /// A datagram with its payload and, for received ones, the sender.
     public init(data: [UInt8], address: SocketAddress?, truncated: Bool = false) {
         self.data = data
         self.address = address

@@ -69,10 +69,12 @@ public final class DatagramEndpoint: Sendable, AsyncSequence {
 
     public typealias Element = Datagram
 
+    /// Receives datagrams until the endpoint closes.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let endpoint: DatagramEndpoint
 
         /// The next datagram; nil once the endpoint is closed.
+        /// The next datagram, or nil once the endpoint is closed.
         public mutating func next() async throws -> Datagram? {
             do {
                 return try await endpoint.receive()
@@ -82,5 +84,6 @@ public final class DatagramEndpoint: Sendable, AsyncSequence {
         }
     }
 
+    /// An iterator over received datagrams.
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(endpoint: self) }
 }

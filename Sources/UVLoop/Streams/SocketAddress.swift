@@ -8,7 +8,12 @@ import Glibc
 public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     /// The address family.
     public enum Family: Sendable, Hashable {
-        case ipv4, ipv6, unix
+        /// IPv4.
+        case ipv4
+        /// IPv6.
+        case ipv6
+        /// A Unix-domain socket path.
+        case unix
     }
 
     /// `.ipv4`, `.ipv6` or `.unix`.
@@ -50,6 +55,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `127.0.0.1:8080`, `[::1]:8080`, or the Unix path.
+    /// `host:port`, `[host]:port` for IPv6, or the path.
     public var description: String {
         switch family {
         case .ipv4: return "\(host):\(port)"
@@ -58,10 +64,12 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Equal when family, address and port are equal.
     public static func == (lhs: SocketAddress, rhs: SocketAddress) -> Bool {
         lhs.family == rhs.family && lhs.host == rhs.host && lhs.port == rhs.port
     }
 
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(family)
         hasher.combine(host)

@@ -16,6 +16,7 @@ public enum StreamError: Error, Sendable, Equatable, CustomStringConvertible {
     /// An argument out of its domain (a negative count, an empty separator).
     case invalidArgument(String)
 
+    /// What went wrong, in words.
     public var description: String {
         switch self {
         case .incompleteRead(let partial, let expected):

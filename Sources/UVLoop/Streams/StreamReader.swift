@@ -101,16 +101,20 @@ public final class StreamReader: Sendable, AsyncSequence {
     public typealias Element = [UInt8]
 
     /// Chunks of at most `chunkSize` bytes until end of file.
+    /// Reads chunks until end of file.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let reader: StreamReader
         /// The largest chunk one step returns.
         public var chunkSize = 64 * 1024
 
+        /// The next chunk, or nil at end of file.
+        /// - Throws: what `read` throws.
         public mutating func next() async throws -> [UInt8]? {
             let chunk = try await reader.read(chunkSize)
             return chunk.isEmpty ? nil : chunk
         }
     }
 
+    /// An iterator over the stream's chunks.
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(reader: self) }
 }
