@@ -11,14 +11,20 @@
 /// Jobs share the loop's ready queue (FIFO with callbacks, no allocation per job); on a closed loop
 /// they go to the fallback queue, as the loop's own jobs do.
 final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
-    /// Unowned: the loop owns this executor and must outlive the tasks that prefer it (as with any
-    /// executor preference).
-    unowned(unsafe) let loop: EventLoop
+    /// Weak: a task may outlive its loop (closed and released while the task slept); its jobs then
+    /// go to the closed-loop fallback queue. A strong reference would keep unclosed loops alive
+    /// forever (the loop owns this executor).
+    weak let loop: EventLoop?
 
     init(loop: EventLoop) { self.loop = loop }
 
     func enqueue(_ job: consuming ExecutorJob) {
-        loop.enqueueTaskJob(UnownedJob(job))
+        let job = UnownedJob(job)
+        if let loop {
+            loop.enqueueTaskJob(job)
+        } else {
+            ClosedLoopExecutor.shared.enqueue(job)
+        }
     }
 
     func asUnownedTaskExecutor() -> UnownedTaskExecutor {

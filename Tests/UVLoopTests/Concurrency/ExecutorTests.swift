@@ -197,6 +197,23 @@ struct ExecutorTests {
         #expect(try await task.value == 5)
     }
 
+    /// Regression: a task's executor held its loop unowned, and a task that outlived its closed and
+    /// released loop crashed when it resumed.
+    @Test(.timeLimit(.minutes(1))) func aTaskOutlivingItsReleasedLoopStillFinishes() async throws {
+        var loop: EventLoop? = try EventLoop()
+        let task = try loop!.runUntilComplete { () -> Task<Int, any Error> in
+            try getRunningLoop().createTask { () async throws -> Int in
+                try await Task.sleep(for: .milliseconds(100))
+                return 9
+            }
+        }
+        try loop!.close()
+        weak let released = loop
+        loop = nil
+        #expect(released == nil)
+        #expect(try await task.value == 9)
+    }
+
     @Test func jobsRunInterleavedWithCallbacksInFIFOOrder() throws {
         let loop = try EventLoop()
         defer { try? loop.close() }
