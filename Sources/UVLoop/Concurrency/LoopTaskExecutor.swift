@@ -11,20 +11,31 @@
 /// Jobs share the loop's ready queue (FIFO with callbacks, no allocation per job); on a closed loop
 /// they go to the fallback queue, as the loop's own jobs do.
 final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
-    /// Weak: a task may outlive its loop (closed and released while the task slept); its jobs then
-    /// go to the closed-loop fallback queue. A strong reference would keep unclosed loops alive
-    /// forever (the loop owns this executor).
-    weak let loop: EventLoop?
+    /// The loop, until its deinit clears it (guarded by `lock`). A task may outlive its loop (closed
+    /// and released while the task slept); its jobs then go to the closed-loop fallback queue. Not
+    /// a strong reference (the loop owns this executor: unclosed loops would never be freed), and
+    /// not `weak` (a side table per loop, which LeakSanitizer reports for every loop alive at exit).
+    private unowned(unsafe) var loop: EventLoop?
+    private let lock = Lock()
 
     init(loop: EventLoop) { self.loop = loop }
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
+        lock.lock()
         if let loop {
+            // Under the lock: the loop's deinit cannot finish meanwhile.
             loop.enqueueTaskJob(job)
+            lock.unlock()
         } else {
+            lock.unlock()
             ClosedLoopExecutor.shared.enqueue(job)
         }
+    }
+
+    /// Called first thing by the loop's deinit.
+    func loopIsGone() {
+        lock.withLock { loop = nil }
     }
 
     func asUnownedTaskExecutor() -> UnownedTaskExecutor {

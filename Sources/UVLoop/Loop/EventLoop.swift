@@ -112,6 +112,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     deinit {
+        taskExecutor?.loopIsGone()
         if State(rawValue: state.load(ordering: .acquiring)) != .closed {
             releaseResources()
         }

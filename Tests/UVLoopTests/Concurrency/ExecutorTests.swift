@@ -200,17 +200,22 @@ struct ExecutorTests {
     /// Regression: a task's executor held its loop unowned, and a task that outlived its closed and
     /// released loop crashed when it resumed.
     @Test(.timeLimit(.minutes(1))) func aTaskOutlivingItsReleasedLoopStillFinishes() async throws {
-        var loop: EventLoop? = try EventLoop()
-        let task = try loop!.runUntilComplete { () -> Task<Int, any Error> in
-            try getRunningLoop().createTask { () async throws -> Int in
-                try await Task.sleep(for: .milliseconds(100))
-                return 9
+        /// Runs a loop that starts a sleeping task, closes the loop and drops it.
+        func startTaskOnAShortLivedLoop(_ released: WeakLoop) throws -> Task<Int, any Error> {
+            let loop = try EventLoop()
+            released.loop = loop
+            let task = try loop.runUntilComplete { () -> Task<Int, any Error> in
+                try getRunningLoop().createTask { () async throws -> Int in
+                    try await Task.sleep(for: .milliseconds(100))
+                    return 9
+                }
             }
+            try loop.close()
+            return task
         }
-        try loop!.close()
-        weak let released = loop
-        loop = nil
-        #expect(released == nil)
+        let released = WeakLoop()
+        let task = try startTaskOnAShortLivedLoop(released)
+        #expect(released.loop == nil)
         #expect(try await task.value == 9)
     }
 
