@@ -68,12 +68,12 @@ struct ConnectionErrorTests {
             // No new connections ...
             await #expect(throws: UVError.ECONNREFUSED) { try await loop.openConnection(host: "127.0.0.1", port: port) }
             // ... but the live one still works, and waitClosed waits for it.
-            let waited = Task(executorPreference: loop) { await server.waitClosed(); return true }
+            let waited = loop.createTask { await server.waitClosed(); return true }
             try writer.write(Array("after\n".utf8))
             #expect(try await reader.readLine() == Array("after\n".utf8))
             try await Task.sleep(for: .milliseconds(50))
             writer.close()
-            #expect(await waited.value)
+            #expect(try await waited.value)
             #expect(server.activeConnections == 0)
         }
     }

@@ -9,7 +9,7 @@ struct DatagramTests {
             let server = try await loop.createDatagramEndpoint(localAddress: ("127.0.0.1", 0))
             #expect(server.localAddress.port > 0)
             #expect(server.remoteAddress == nil)
-            let echoing = Task(executorPreference: loop) { () async throws -> Datagram in
+            let echoing = loop.createTask { () async throws -> Datagram in
                 let datagram = try await server.receive()
                 try server.send(Array("pong".utf8) + datagram.data, to: datagram.address)
                 return datagram
@@ -102,7 +102,7 @@ struct DatagramTests {
     @Test(.timeLimit(.minutes(1))) func closeWakesAWaitingReceive() throws {
         try onFreshLoop { loop in
             let endpoint = try await loop.createDatagramEndpoint(localAddress: ("127.0.0.1", 0))
-            let waiting = Task(executorPreference: loop) { try await endpoint.receive() }
+            let waiting = loop.createTask { try await endpoint.receive() }
             try await Task.sleep(for: .milliseconds(20))
             endpoint.close()
             await #expect(throws: StreamError.closed) { try await waiting.value }

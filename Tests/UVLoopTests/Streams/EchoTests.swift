@@ -267,7 +267,7 @@ struct EchoTests {
                 writer.close()
             }
             let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: server.port)
-            let first = Task(executorPreference: loop) { try await reader.read(10) }
+            let first = loop.createTask { try await reader.read(10) }
             await Task.yield()
             await #expect(throws: StreamError.readInProgress) { try await reader.read(10) }
             first.cancel()

@@ -28,7 +28,7 @@ struct FlowControlTests {
             }
             let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: server.port)
             let payload = patternBytes(Self.sixteenMiB)
-            let sender = Task(executorPreference: loop) {
+            let sender = loop.createTask {
                 var offset = 0
                 while offset < payload.count {
                     let end = min(offset + 256 * 1024, payload.count)
@@ -67,7 +67,7 @@ struct FlowControlTests {
             // maximum (4 MiB here), and the receive buffer grows only while the peer reads.
             let total = 32 * 1024 * 1024
             let drained = Box(false)
-            let sender = Task(executorPreference: loop) {
+            let sender = loop.createTask {
                 try writer.write(patternBytes(total))
                 try await writer.drain()
                 drained.value = true
@@ -128,7 +128,7 @@ struct FlowControlTests {
             try await writer.setWriteBufferLimits(high: 0)
             // With a high-water mark of 0, drain waits for everything to be handed to the kernel.
             try writer.write(patternBytes(4 * 1024 * 1024))
-            let drained = Task(executorPreference: loop) { try await writer.drain() }
+            let drained = loop.createTask { try await writer.drain() }
             try await Task.sleep(for: .milliseconds(100))
             writer.abort()
             // The aborted connection's drain ends (with an error or normally), never hangs.

@@ -46,7 +46,7 @@ struct PipeStreamTests {
             let payload = patternBytes(total, seed: 7)
             // Write everything (with backpressure) while reading concurrently: a pipe holds only
             // 64 KiB, so doing one after the other would deadlock.
-            let sender = Task(executorPreference: loop) {
+            let sender = loop.createTask {
                 var offset = 0
                 while offset < payload.count {
                     let end = min(offset + 100_000, payload.count)
