@@ -37,16 +37,17 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher, @unche
         let pidBox = LockedValue<pid_t>(0)
         let process = try UVProcess(loop: loop.core, path: path, arguments: request.arguments,
                                     environment: request.environment, workingDirectory: request.workingDirectory,
-                                    actions: actions) { [weak self] code in
-            self?.exited(pidBox.withLock { $0 }, code)
+                                    actions: actions) { [self] code in
+            // Strong: the closure goes with the handle when it closes (see PidfdChildWatcher).
+            exited(pidBox.withLock { $0 }, code)
         }
         let pid = process.pid
         pidBox.withLock { $0 = pid }
         // Opened before control returns to the loop, so before libuv can reap the child.
         let pidfd = PidfdSignaller(pid: pid)
-        process.whenClosed = { [weak self] in
+        process.whenClosed = { [self] in
             pidfd.close()
-            self?.handleClosed(pid, exited: process.hasExited)
+            handleClosed(pid, exited: process.hasExited)
         }
         children.withLock { $0[pid] = Child(process: LoopBound(process), loop: loop) }
         return (pid, { pid, signal in try pidfd.send(signal, to: pid) })

@@ -50,16 +50,18 @@ public final class PidfdChildWatcher: ChildWatcher, @unchecked Sendable {
         let fd = try Reaper.pidfdOpen(pid)
         let poll: UVPoll
         do {
-            poll = try UVPoll(loop: loop.core, fileDescriptor: fd) { [weak self] _, _ in self?.exited(pid) }
+            poll = try UVPoll(loop: loop.core, fileDescriptor: fd) { [self] _, _ in self.exited(pid) }
             try poll.start(.readable)
         } catch {
             System.closeDescriptor(fd)
             throw error
         }
-        poll.whenClosed = { [weak self] in
+        // Strong captures: the handle's closures are dropped when it closes, which breaks the cycle
+        // (a weak capture would give the watcher a side table LeakSanitizer reports at exit).
+        poll.whenClosed = { [self] in
             // The descriptor goes with the handle; libuv no longer polls it at this point.
             System.closeDescriptor(fd)
-            self?.lost(pid, poll: poll)
+            lost(pid, poll: poll)
         }
         watches.withLock { $0[pid] = Watch(registration: registration, loop: loop, poll: LoopBound(poll)) }
     }
