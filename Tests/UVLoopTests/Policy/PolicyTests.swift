@@ -2,12 +2,18 @@ import Foundation
 import Testing
 @testable import UVLoop
 
-/// A policy that records what the module functions call on it.
+/// A policy that records what the module functions call on it, from one thread only (other
+/// suites in this process, such as the lifecycle tests, may call the current policy meanwhile).
 final class CountingPolicy: DefaultEventLoopPolicy, @unchecked Sendable {
     let gets = Box(0), sets = Box(0), news = Box(0)
-    override func getEventLoop() throws -> EventLoop { gets.value += 1; return try super.getEventLoop() }
-    override func setEventLoop(_ loop: EventLoop?) { sets.value += 1; super.setEventLoop(loop) }
-    override func newEventLoop() throws -> EventLoop { news.value += 1; return try super.newEventLoop() }
+    /// The thread whose calls are counted (0: every thread).
+    let countedThread = Box<UInt>(0)
+    private func counts() -> Bool {
+        countedThread.value == 0 || countedThread.value == System.currentThreadID
+    }
+    override func getEventLoop() throws -> EventLoop { if counts() { gets.value += 1 }; return try super.getEventLoop() }
+    override func setEventLoop(_ loop: EventLoop?) { if counts() { sets.value += 1 }; super.setEventLoop(loop) }
+    override func newEventLoop() throws -> EventLoop { if counts() { news.value += 1 }; return try super.newEventLoop() }
 }
 
 final class WeakLoop: @unchecked Sendable { weak var loop: EventLoop? }
@@ -46,6 +52,7 @@ struct PolicyTests {
         setEventLoopPolicy(policy)
         defer { setEventLoopPolicy(nil) }
         try onNewThread {
+            policy.countedThread.value = System.currentThreadID
             let loop = try newEventLoop()
             setEventLoop(loop)
             #expect(try getEventLoop() === loop)
