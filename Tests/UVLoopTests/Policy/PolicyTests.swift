@@ -6,10 +6,10 @@ import Testing
 /// suites in this process, such as the lifecycle tests, may call the current policy meanwhile).
 final class CountingPolicy: DefaultEventLoopPolicy, @unchecked Sendable {
     let gets = Box(0), sets = Box(0), news = Box(0)
-    /// The thread whose calls are counted (0: every thread).
-    let countedThread = Box<UInt>(0)
+    /// The thread whose calls are counted (none until it is set).
+    let countedThread = Box<UInt>(.max)
     private func counts() -> Bool {
-        countedThread.value == 0 || countedThread.value == System.currentThreadID
+        countedThread.value == System.currentThreadID
     }
     override func getEventLoop() throws -> EventLoop { if counts() { gets.value += 1 }; return try super.getEventLoop() }
     override func setEventLoop(_ loop: EventLoop?) { if counts() { sets.value += 1 }; super.setEventLoop(loop) }
