@@ -97,7 +97,7 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher, @unche
         case .registered:
             return
         case .exited(let code, let process, let loop):
-            MainLoopSIGCHLD.onLoop(loop) { process.value.close() }
+            loop.runOnLoopThread { process.value.close() }
             registration.deliver(pid: pid, returnCode: code, logger: logger)
         case .notOurs:
             try fallback.addChildHandler(pid, callback)

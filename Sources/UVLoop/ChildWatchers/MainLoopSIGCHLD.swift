@@ -48,7 +48,7 @@ final class MainLoopSIGCHLD: @unchecked Sendable {
         guard generation >= 0 else { return }
         if let previous, let previousSignal {
             let signal = LoopBound(previousSignal)
-            Self.onLoop(previous) { signal.value.close() }
+            previous.runOnLoopThread { signal.value.close() }
         }
         guard let loop else {
             if pending > 0 { logger.warning("A loop is being detached from a child watcher with pending handlers") }
@@ -59,7 +59,7 @@ final class MainLoopSIGCHLD: @unchecked Sendable {
             state.withLock { if $0.generation == generation { $0.attached = nil } }
             return
         }
-        Self.onLoop(loop) { [self] in install(on: loop, generation: generation) }
+        loop.runOnLoopThread { [self] in install(on: loop, generation: generation) }
     }
 
     /// Creates and starts the SIGCHLD handle on `loop` (its thread), then polls every child once,
@@ -125,12 +125,4 @@ final class MainLoopSIGCHLD: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` on `loop`'s thread: now when already there, else queued.
-    static func onLoop(_ loop: EventLoop, _ body: @escaping @Sendable () -> Void) {
-        if loop.inLoopThread {
-            body()
-        } else if !loop.trySubmit(body) {
-            // A closed loop has already closed its handles.
-        }
-    }
 }

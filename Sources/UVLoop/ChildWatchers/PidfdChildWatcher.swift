@@ -90,7 +90,7 @@ public final class PidfdChildWatcher: ChildWatcher, @unchecked Sendable {
     public func removeChildHandler(_ pid: pid_t) -> Bool {
         guard let watch = watches.withLock({ $0.removeValue(forKey: pid) }) else { return false }
         let poll = watch.poll
-        MainLoopSIGCHLD.onLoop(watch.loop) { poll.value.close() }
+        watch.loop.runOnLoopThread { poll.value.close() }
         return true
     }
 
@@ -108,7 +108,7 @@ public final class PidfdChildWatcher: ChildWatcher, @unchecked Sendable {
         }
         for (pid, watch) in all {
             let poll = watch.poll
-            MainLoopSIGCHLD.onLoop(watch.loop) { poll.value.close() }
+            watch.loop.runOnLoopThread { poll.value.close() }
             OrphanReaper.adopt(pid, watch.registration)
         }
     }

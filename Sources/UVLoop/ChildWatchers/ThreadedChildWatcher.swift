@@ -90,6 +90,4 @@ public final class ThreadedChildWatcher: ChildWatcher, @unchecked Sendable {
     /// The process-wide watcher that adopts other watchers' orphaned children.
     static let adopter = ThreadedChildWatcher()
 
-    /// Number of children with a waiting thread (for tests and benchmarks).
-    var pendingCount: Int { table.withLock { $0.waiting.count } }
 }

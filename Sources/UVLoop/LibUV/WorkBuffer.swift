@@ -64,14 +64,4 @@ final class WorkBuffer<Element> {
         swap(&count, &other.count)
     }
 
-    /// Drops every element.
-    func removeAll() {
-        base.deinitialize(count: count)
-        count = 0
-    }
-
-    /// Calls `body` on each element without removing it.
-    func forEach(_ body: (borrowing Element) -> Void) {
-        for index in 0..<count { body(base[index]) }
-    }
 }

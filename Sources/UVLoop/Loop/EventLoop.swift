@@ -304,6 +304,16 @@ public final class EventLoop: @unchecked Sendable {
         return submitExternal(.handle(handle))
     }
 
+    /// Runs `body` on the loop's thread: now when called there, else queued. On a closed loop it
+    /// does nothing (the loop has closed its handles already).
+    func runOnLoopThread(_ body: @escaping @Sendable () -> Void) {
+        if inLoopThread {
+            body()
+        } else {
+            _ = trySubmit(body)
+        }
+    }
+
     @inline(__always)
     func appendReady(_ work: Work) {
         ready.append(work)
