@@ -2,8 +2,8 @@ import Logging
 
 /// The default policy: the context is the current OS thread (asyncio.DefaultEventLoopPolicy).
 ///
-/// - Each thread has one loop slot, released when the thread exits (a loop nobody else holds is
-///   then closed by its deinit).
+/// - Each thread has one loop slot, released when the thread exits or the policy is deallocated
+///   (a loop nobody else holds is then closed by its deinit).
 /// - On the main thread, the first `getEventLoop()` creates a loop with `newEventLoop()` and sets
 ///   it with `setEventLoop(_:)` (so overrides of either are used), unless `setEventLoop` was
 ///   already called on the main thread. On other threads it throws until a loop is set.
@@ -22,27 +22,22 @@ import Logging
 /// setEventLoopPolicy(MyEventLoopPolicy())
 /// ```
 open class DefaultEventLoopPolicy: EventLoopPolicy, @unchecked Sendable {
-    /// One thread's slot. Touched only by its own thread.
-    private final class Slot {
-        var loop: EventLoop?
-        /// True once `setEventLoop` was called on this thread (with any value, nil included):
-        /// the main thread then stops creating loops implicitly.
-        var setCalled = false
-    }
-
-    private let slots = ThreadLocal<Slot>()
+    private let slots = PolicySlotRegistry()
     private let watcher = LockedValue<(any ChildWatcher)?>(nil)
 
     /// Creates a policy with no loops set and no child watcher yet.
     public init() {}
 
-    private var slot: Slot { slots.get { Slot() } }
+    /// Empties the slots of threads that are still running, releasing their loops.
+    deinit { slots.retire() }
 
     /// The loop set for the calling thread; on the main thread, created on first use.
     /// - Throws: `EventLoopError.noCurrentEventLoop` when the thread has none; what
     ///   `newEventLoop()` throws when creating one fails.
     open func getEventLoop() throws -> EventLoop {
-        let slot = self.slot
+        let slot = slots.currentSlot()
+        // Once setEventLoop was called on the main thread (with any value, nil included), the main
+        // thread stops creating loops implicitly.
         if slot.loop == nil, !slot.setCalled, System.isMainThread {
             setEventLoop(try newEventLoop())
         }
@@ -53,9 +48,7 @@ open class DefaultEventLoopPolicy: EventLoopPolicy, @unchecked Sendable {
     /// Sets the calling thread's loop. On the main thread, also attaches the child watcher (if one
     /// exists) to `loop`.
     open func setEventLoop(_ loop: EventLoop?) {
-        let slot = self.slot
-        slot.setCalled = true
-        slot.loop = loop
+        slots.currentSlot().set(loop)
         if System.isMainThread, let current = watcher.withLock({ $0 }) {
             current.attachLoop(loop)
         }

@@ -119,6 +119,35 @@ struct PolicyTests {
         #expect(released.loop == nil)
     }
 
+    @Test(.timeLimit(.minutes(1))) func droppingAPolicyReleasesTheLoopsOfThreadsStillRunning() throws {
+        var policy: DefaultEventLoopPolicy? = DefaultEventLoopPolicy()
+        let shared = LockedValue<DefaultEventLoopPolicy?>(policy)
+        let released = WeakLoop()
+        let loopSet = DispatchSemaphore(value: 0), policyDropped = DispatchSemaphore(value: 0)
+        let seenAfterwards = LockedValue<Bool?>(nil)
+        let join = startThread {
+            do {                                     // hold nothing past this block
+                let policy = shared.withLock { $0! }
+                let loop = try! policy.newEventLoop()
+                policy.setEventLoop(loop)
+                released.loop = loop
+                shared.withLock { $0 = nil }
+            }
+            loopSet.signal()
+            policyDropped.wait()
+            // A new policy on the same thread starts empty (the old slot is not mistaken for it).
+            let fresh = DefaultEventLoopPolicy()
+            seenAfterwards.withLock { $0 = (try? fresh.getEventLoop()) != nil }
+        }
+        loopSet.wait()
+        #expect(released.loop != nil)
+        policy = nil                                 // the thread is still alive, parked
+        #expect(released.loop == nil, "the policy's deinit released the parked thread's loop")
+        policyDropped.signal()
+        join()
+        #expect(seenAfterwards.withLock { $0 } == false)
+    }
+
     @Test(.timeLimit(.minutes(1))) func aLoopHeldElsewhereSurvivesItsThreadAndStillWorks() throws {
         let policy = DefaultEventLoopPolicy()
         let loop = try onNewThread { () throws -> EventLoop in

@@ -79,8 +79,12 @@ struct FaultTests {
             }
             let loop = try EventLoop()
             try loop.runUntilComplete {
-                var limit = rlimit(rlim_cur: 0, rlim_max: 0)
-                setrlimit(6 /* RLIMIT_NPROC */, &limit)            // no new process for this user
+                var saved = rlimit()
+                getrlimit(6 /* RLIMIT_NPROC */, &saved)
+                var limit = rlimit(rlim_cur: 0, rlim_max: saved.rlim_max)
+                setrlimit(6, &limit)                                  // no new process for this user
+                // Lifted again before exit: LeakSanitizer needs a new process for its tracer.
+                defer { setrlimit(6, &saved) }
                 do {
                     _ = try await createSubprocessExec("/bin/true")
                     print("spawn succeeded with RLIMIT_NPROC = 0")
