@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import select as select_module
 import shutil
 import signal
@@ -273,9 +274,31 @@ WRK_THREADS = 2
 WRK_CONNECTIONS = 64
 
 
+def tree_cpu_seconds(pid):
+    """User + system CPU seconds of a process and its live descendants (servers with N processes)."""
+    ticks, parents, stats = os.sysconf("SC_CLK_TCK"), {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        stats[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, grown = {pid}, True
+    while grown:
+        more = {child for child, parent in parents.items() if parent in tree} - tree
+        grown, tree = bool(more), tree | more
+    return sum(stats.get(member, 0.0) for member in tree)
+
+
 def run_wrk(port, seconds, timeout):
+    """Returns (requests/s, requests, wrk's CPU seconds)."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk; run.sh does it)")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(["wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
                           capture_output=True, text=True, timeout=timeout)
     match = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
@@ -284,16 +307,28 @@ def run_wrk(port, seconds, timeout):
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", done.stdout)
     if errors:
         raise RuntimeError(f"wrk reported errors: {errors.group(0)}")
-    return float(match.group(1))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    requests = re.search(r"(\d+) requests in", done.stdout)
+    client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return float(match.group(1)), int(requests.group(1)) if requests else 0, client_cpu
 
 
 def run_http(participant, bench, n, timeout):
-    """B4b: wrk for n seconds against the server with 1 loop, then against a fresh one with 2."""
+    """B4b: wrk for n seconds against the server with 1 loop, then against a fresh one with 2.
+
+    Also the CPU time per request of the server (all its processes) and of wrk: on a machine whose
+    cores wrk shares, 2 loops can serve at most cores / (server + wrk CPU per request)."""
     values = {}
     for loops in (1, 2):
         process, port = start_server(participant, bench, loops)
         try:
-            values[f"{loops}-loop req/s"] = run_wrk(port, n, timeout)
+            server_cpu = tree_cpu_seconds(process.pid)
+            rate, requests, client_cpu = run_wrk(port, n, timeout)
+            server_cpu = tree_cpu_seconds(process.pid) - server_cpu
+            values[f"{loops}-loop req/s"] = rate
+            if requests:
+                values[f"{loops}-loop server CPU us/req"] = server_cpu / requests * 1e6
+                values[f"{loops}-loop wrk CPU us/req"] = client_cpu / requests * 1e6
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"timed out after {timeout} s")
         finally:
@@ -389,6 +424,17 @@ def print_scaling(rows, participants):
     cells = [f"{p.name} {two[p.name] / one[p.name]:.2f}x" for p in participants
              if one.get(p.name, 0) > 0 and two.get(p.name, 0) > 0]
     print("\nB4b scaling, 2-loop req/s over 1-loop req/s: " + ", ".join(cells))
+    # wrk runs on the same cores: 2 loops serve at most cores / (server + wrk CPU per request).
+    server, client = rows.get(("B4b", "2-loop server CPU us/req")), rows.get(("B4b", "2-loop wrk CPU us/req"))
+    if server and client:
+        cores = os.cpu_count() or 1
+        cells = []
+        for p in participants:
+            if server.get(p.name, 0) > 0 and client.get(p.name, 0) > 0 and two.get(p.name, 0) > 0:
+                ceiling = cores / (server[p.name] + client[p.name]) * 1e6
+                cells.append(f"{p.name} {format_value('req/s', ceiling)} ({two[p.name] / ceiling:.0%} reached)")
+        print(f"B4b 2-loop CPU ceiling on {cores} shared cores, cores / (server + wrk CPU per request): "
+              + ", ".join(cells))
 
 
 def repeats(bench, args):
