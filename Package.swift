@@ -3,6 +3,14 @@ import PackageDescription
 
 let examples = ["hello-loop", "custom-policy", "loop-per-thread", "echo-server", "http-hello", "subprocess-pipeline", "child-watchers", "signals", "actor-on-loop"]
 
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+let exampleDependencies: [String: [Target.Dependency]] = [
+    "echo-server": ["ServerExampleSupport", argumentParser],
+    "http-hello": ["ServerExampleSupport", argumentParser],
+    "child-watchers": [argumentParser],
+    "signals": [argumentParser],
+]
+
 let package = Package(
     name: "UVLoop",
     products: [
@@ -14,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         .systemLibrary(
@@ -55,12 +64,19 @@ let package = Package(
             dependencies: ["UVLoop"],
             path: "Tests/UVLoopTestHelper"
         ),
-    ] + examples.map {
-        .executableTarget(name: $0, dependencies: ["UVLoop"], path: "examples/\($0)", exclude: ["README.md"])
+        // The command line and the N-loop serving that echo-server and http-hello share.
+        .target(
+            name: "ServerExampleSupport",
+            dependencies: ["UVLoop", argumentParser],
+            path: "examples/server-support"
+        ),
+    ] + examples.map { name in
+        .executableTarget(name: name, dependencies: ["UVLoop"] + (exampleDependencies[name] ?? []),
+                          path: "examples/\(name)", exclude: ["README.md"])
     } + [
         .executableTarget(
             name: "uvloop-stress",
-            dependencies: ["UVLoop"],
+            dependencies: ["UVLoop", argumentParser],
             path: "Tools/uvloop-stress"
         ),
         .executableTarget(

@@ -8,28 +8,25 @@
 // of connections; timers and cross-thread callbacks at full rate on two loops together. Before and
 // after: descriptors, threads, zombies and resident memory. Exits 1 when descriptors, threads or
 // children are not back to where they started, or (soak) when memory keeps growing.
+import ArgumentParser
 import Foundation
 import UVLoop
 
-struct Options {
+struct Options: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "uvloop-stress")
+
+    @Option(help: "Multiplies the amount of work.")
     var scale = 1
+
+    @Flag(help: "Repeat the workloads and watch memory, for --seconds.")
     var soak = false
+
+    @Option(help: "With --soak: how long to run.")
     var seconds = 60.0
 
-    static func parse() -> Options {
-        var options = Options()
-        var arguments = CommandLine.arguments.dropFirst()
-        while let argument = arguments.popFirst() {
-            switch argument {
-            case "--scale": options.scale = max(1, Int(arguments.popFirst() ?? "") ?? 1)
-            case "--soak": options.soak = true
-            case "--seconds": options.seconds = Double(arguments.popFirst() ?? "") ?? 60
-            default:
-                print("usage: uvloop-stress [--scale N] [--soak [--seconds S]]")
-                exit(2)
-            }
-        }
-        return options
+    func validate() throws {
+        if scale < 1 { throw ValidationError("--scale must be at least 1") }
+        if seconds <= 0 { throw ValidationError("--seconds must be positive") }
     }
 }
 
@@ -220,9 +217,9 @@ extension Result where Failure == any Error {
 }
 
 /// One round of every workload; returns false when something failed.
-func round(_ options: Options, loop: EventLoop, number: Int) throws -> Bool {
+func round(scale: Int, loop: EventLoop, number: Int) throws -> Bool {
     var healthy = true
-    let spawns = 200 * options.scale
+    let spawns = 200 * scale
     let watchers: [(String, any ChildWatcher)] = [
         ("threaded", ThreadedChildWatcher()), ("multiloop", MultiLoopChildWatcher()), ("safe", SafeChildWatcher()),
         ("fast", FastChildWatcher()), ("pidfd", PidfdChildWatcher()), ("libuv", LibuvChildWatcher()),
@@ -236,19 +233,19 @@ func round(_ options: Options, loop: EventLoop, number: Int) throws -> Bool {
     }
     setChildWatcher(nil)
     setEventLoop(nil)
-    let (ok, bad) = try echoStorm(connections: 200 * min(options.scale, 4), messages: 20 * options.scale)
+    let (ok, bad) = try echoStorm(connections: 200 * min(scale, 4), messages: 20 * scale)
     log("  [\(number)] echo    \(ok) connections ok, \(bad) wrong replies")
-    healthy = healthy && bad == 0 && ok == 200 * min(options.scale, 4)
-    let (timers, callbacks) = try timerAndCallbackStorm(seconds: 0.5 * Double(options.scale))
+    healthy = healthy && bad == 0 && ok == 200 * min(scale, 4)
+    let (timers, callbacks) = try timerAndCallbackStorm(seconds: 0.5 * Double(scale))
     log("  [\(number)] timers  \(timers) fired, \(callbacks) cross-thread callbacks run, on 2 loops")
     healthy = healthy && timers > 0 && callbacks > 0
     return healthy
 }
 
-let options = Options.parse()
+let options = Options.parseOrExit()
 let loop = try newEventLoop()
 // Warm-up: libuv's signal pipe, the pidfd probe, libdispatch's descriptors and threads.
-_ = try round(Options(scale: 1), loop: loop, number: 0)
+_ = try round(scale: 1, loop: loop, number: 0)
 usleep(300_000)
 let start = Snapshot.take()
 log("start: \(start)")
@@ -259,7 +256,7 @@ let began = Date()
 var samples: [Int] = []
 repeat {
     rounds += 1
-    healthy = try round(options, loop: loop, number: rounds) && healthy
+    healthy = try round(scale: options.scale, loop: loop, number: rounds) && healthy
     samples.append(Snapshot.take().residentKiB)
     if options.soak { log("  after round \(rounds) (\(Int(Date().timeIntervalSince(began))) s): \(Snapshot.take())") }
 } while options.soak && Date().timeIntervalSince(began) < options.seconds

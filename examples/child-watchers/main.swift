@@ -1,10 +1,22 @@
 // child-watchers: the same workload under each child watcher, with a small timing table.
 // Runs on the main thread, so SafeChildWatcher and FastChildWatcher (which need the main
 // thread's running loop) work too.
+import ArgumentParser
 import Foundation
 import UVLoop
 
-let children = Int(CommandLine.arguments.dropFirst().first ?? "") ?? 200
+struct Options: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "child-watchers")
+
+    @Argument(help: "Children to spawn under each watcher.")
+    var children = 200
+
+    func validate() throws {
+        if children < 1 { throw ValidationError("children must be at least 1") }
+    }
+}
+
+let children = Options.parseOrExit().children
 let inFlight = 16
 
 let watchers: [(String, () -> any ChildWatcher)] = [

@@ -4,46 +4,13 @@
 //   wrk -t2 -c64 -d10s http://127.0.0.1:8080/
 //
 // Keep-alive and pipelining work; each connection is one async handler reading request heads with
-// readUntil("\r\n\r\n"). SIGINT or SIGTERM stops every loop cleanly.
+// readUntil("\r\n\r\n"). SIGINT or SIGTERM stops every loop cleanly. Serving on N loops is shared
+// with echo-server: examples/server-support/MultiLoopServer.swift.
+import ArgumentParser
 import Foundation
+import ServerExampleSupport
 import Synchronization
 import UVLoop
-
-struct Options {
-    var loops = 1
-    var host = "127.0.0.1"
-    var port = 8080
-    var quiet = false
-
-    static let usage = "usage: http-hello [--loops N] [--host HOST] [--port PORT (0: any)] [--quiet]"
-
-    static func parse(_ arguments: [String]) -> Options {
-        var options = Options()
-        var rest = arguments.dropFirst()
-        func value(_ flag: String) -> String {
-            guard let value = rest.popFirst() else { fail("\(flag) needs a value") }
-            return value
-        }
-        while let argument = rest.popFirst() {
-            switch argument {
-            case "--loops": options.loops = Int(value(argument)) ?? 0
-            case "--host": options.host = value(argument)
-            case "--port": options.port = Int(value(argument)) ?? -1
-            case "--quiet": options.quiet = true
-            case "-h", "--help": print(usage); exit(0)
-            default: fail("unknown argument \(argument)")
-            }
-        }
-        if options.loops < 1 { fail("--loops must be at least 1") }
-        if !(0...65535).contains(options.port) { fail("--port must be in 0...65535") }
-        return options
-    }
-
-    static func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("http-hello: \(message)\n\(usage)\n".utf8))
-        exit(2)
-    }
-}
 
 /// What one loop has done, read by the main loop once a second.
 final class LoopFigures: Sendable {
@@ -176,78 +143,32 @@ func handle(_ reader: StreamReader, _ writer: StreamWriter, _ figures: LoopFigur
     writer.close()
 }
 
-/// Serves on `loop` (running on this thread) until SIGINT or SIGTERM, then closes cleanly.
-func serve(on loop: EventLoop, options: Options, port: Int, figures: LoopFigures,
-           listening: @escaping @Sendable (Int) -> Void = { _ in }) throws {
-    try loop.runUntilComplete {
-        let server = try await loop.startServer(host: options.host, port: port, reusePort: options.loops > 1) { reader, writer in
-            await handle(reader, writer, figures)
-        }
-        listening(server.port)
-        let stop = AsyncStream<Void>.makeStream()
-        for signal in [SIGINT, SIGTERM] {
-            try loop.addSignalHandler(signal) { stop.continuation.finish() }
-        }
-        for await _ in stop.stream {}
-        server.close()
-        server.closeClients()
-        await server.waitClosed()
-        for signal in [SIGINT, SIGTERM] { loop.removeSignalHandler(signal) }
-    }
+struct HTTPHello: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "http-hello")
+    @OptionGroup var server: ServerOptions
 }
 
-let options = Options.parse(CommandLine.arguments)
+let options = HTTPHello.parseOrExit().server
 let figures = (0..<options.loops).map { _ in LoopFigures() }
-let mainLoop = try getEventLoop()
-let workersDone = DispatchGroup()
+let previousRequests = Atomic<Int>(0)
 
-func startWorkers(port: Int) {
-    for index in 1..<options.loops {
-        workersDone.enter()
-        Thread.detachNewThread {
-            defer { workersDone.leave() }
-            do {
-                let loop = try newEventLoop()
-                setEventLoop(loop)
-                try serve(on: loop, options: options, port: port, figures: figures[index])
-                setEventLoop(nil)
-                try loop.close()
-            } catch {
-                FileHandle.standardError.write(Data("http-hello: loop \(index) failed: \(error)\n".utf8))
-                kill(getpid(), SIGTERM)
-            }
-        }
-    }
-}
-
-/// Prints the live figures once a second while requests come in.
-func report(previousRequests: Int, start: Double) {
-    mainLoop.callLater(1.0) {
+serveOnLoops("http-hello", options: options, defaultPort: 8080, listening: { port, mainLoop in
+    print("http-hello listening on http://\(options.host):\(port)/ with \(options.loops) loop\(options.loops == 1 ? "" : "s") (SIGINT or SIGTERM stops)")
+    fflush(nil)   // the port line must reach a pipe at once (benchmark harness)
+    if options.quiet { return }
+    // The live figures, once a second while requests come in.
+    everySecond(on: mainLoop) { elapsed in
         let requests = figures.reduce(0) { $0 + $1.requests.load(ordering: .relaxed) }
         let connections = figures.reduce(0) { $0 + $1.connections.load(ordering: .relaxed) }
-        let now = mainLoop.time()
-        if requests != previousRequests {
+        let previous = previousRequests.exchange(requests, ordering: .relaxed)
+        if requests != previous {
             let perLoop = figures.map { "\($0.requests.load(ordering: .relaxed))" }.joined(separator: "/")
-            print("connections: \(connections)  \(Int(Double(requests - previousRequests) / (now - start))) req/s  (total per loop: \(perLoop))")
+            print("connections: \(connections)  \(Int(Double(requests - previous) / elapsed)) req/s  (total per loop: \(perLoop))")
             fflush(nil)
         }
-        report(previousRequests: requests, start: now)
     }
-}
-
-do {
-    // The main thread's loop binds first, so that with --port 0 the others join the port it got.
-    try serve(on: mainLoop, options: options, port: options.port, figures: figures[0]) { port in
-        print("http-hello listening on http://\(options.host):\(port)/ with \(options.loops) loop\(options.loops == 1 ? "" : "s") (SIGINT or SIGTERM stops)")
-        fflush(nil)   // the port line must reach a pipe at once (benchmark harness)
-        if options.loops > 1 { startWorkers(port: port) }
-        if !options.quiet { report(previousRequests: 0, start: mainLoop.time()) }
-    }
-} catch {
-    FileHandle.standardError.write(Data("http-hello: \(error)\n".utf8))
-    exit(1)
-}
-workersDone.wait()
-try mainLoop.close()
+}, handler: { index, reader, writer in
+    await handle(reader, writer, figures[index])
+})
 let total = figures.reduce(0) { $0 + $1.requests.load(ordering: .relaxed) }
 print("http-hello stopped after \(total) requests")

@@ -1,7 +1,16 @@
 // signals: a graceful stop on SIGINT or SIGTERM. The handlers run on the loop's thread as normal
 // callbacks (libuv's uv_signal_t), so they can touch loop state directly.
+import ArgumentParser
 import Glibc
 import UVLoop
+
+struct Options: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "signals")
+
+    @Flag(help: "Send SIGTERM to itself after a second (for unattended runs).")
+    var selfTest = false
+}
+let options = Options.parseOrExit()
 
 /// State touched only on the loop's thread (the handlers and timers all run there).
 final class Worker: @unchecked Sendable {
@@ -33,8 +42,7 @@ try loop.addSignalHandler(SIGINT) { worker.shutdown(SIGINT) }
 try loop.addSignalHandler(SIGTERM) { worker.shutdown(SIGTERM) }
 loop.callSoon { worker.tick() }
 
-// For unattended runs: `signals --self-test` sends itself SIGTERM after a second.
-if CommandLine.arguments.contains("--self-test") {
+if options.selfTest {
     loop.callLater(1.0) { kill(getpid(), SIGTERM) }
 }
 

@@ -124,6 +124,20 @@ struct ExampleTests {
         #expect(run.output.contains("every increment ran on the home loop's thread: true"))
     }
 
+    @Test(.timeLimit(.minutes(2)), arguments: [
+        (["--loops", "0"], "--loops must be at least 1"),
+        (["--port", "70000"], "--port must be in 0...65535"),
+        (["--bogus"], "Unknown option '--bogus'"),
+    ])
+    func serverExamplesRejectBadArguments(arguments: [String], message: String) throws {
+        for example in ["echo-server", "http-hello"] {
+            let run = try Running(example, arguments)
+            #expect(run.finish() == 64, "\(example) \(arguments)")       // EX_USAGE
+            #expect(run.output.contains(message), "\(example): \(run.output)")
+            #expect(!run.output.contains("listening"))
+        }
+    }
+
     @Test(.timeLimit(.minutes(2))) func echoServerOnTwoLoops() throws {
         let run = try Running("echo-server", ["--loops", "2", "--port", "0"])
         let port = try run.waitFor("listening on 127\\.0\\.0\\.1:([0-9]+)")
