@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -110,6 +111,29 @@ static inline int cuv_set_cloexec(int fd) {
     int flags = fcntl(fd, F_GETFD);
     if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) return -errno;
     return 0;
+}
+
+/// A non-blocking, close-on-exec timerfd on CLOCK_MONOTONIC (uv_hrtime's clock); fd or -errno.
+static inline int cuv_timerfd_create(void) {
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+}
+
+/// Arms the timerfd to expire once at `deadline` nanoseconds of CLOCK_MONOTONIC (0 disarms);
+/// returns 0 or -errno.
+static inline int cuv_timerfd_arm(int fd, uint64_t deadline) {
+    struct itimerspec spec = {
+        .it_interval = { 0, 0 },
+        .it_value = { (time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u) },
+    };
+    return timerfd_settime(fd, TFD_TIMER_ABSTIME, &spec, NULL) == 0 ? 0 : -errno;
+}
+
+/// Reads the expiration count, so the timerfd is no longer readable.
+static inline void cuv_timerfd_clear(int fd) {
+    uint64_t expirations;
+    ssize_t ignored = read(fd, &expirations, sizeof expirations);
+    (void)ignored;
 }
 
 /// True when `fd` is an open descriptor.

@@ -59,7 +59,7 @@ public final class EventLoop: @unchecked Sendable {
     private(set) var taskExecutor: LoopTaskExecutor!
     private var wakeup: UVAsync!
     private var drainer: UVIdle!
-    private var timer: UVTimer!
+    private var timer: UVDeadlineTimer!
     private let ready = WorkBuffer<Work>()
     /// The batch being run; its contents are swapped with `ready`'s at the start of each batch.
     private let running = WorkBuffer<Work>()
@@ -69,7 +69,7 @@ public final class EventLoop: @unchecked Sendable {
     @exclusivity(unchecked) private var stopping = false
     @exclusivity(unchecked) private var timers = Heap<TimerEntry>()
     @exclusivity(unchecked) private var timerSequence: UInt64 = 0
-    /// Deadline the uv timer is armed for, `.max` when disarmed.
+    /// Deadline the deadline timer is armed for, `.max` when disarmed.
     @exclusivity(unchecked) private var armedDeadline: UInt64 = .max
     /// Heap size at which cancelled timers are next swept out (amortised O(1) per insert).
     private var compactionThreshold = EventLoop.minimumCompactionThreshold
@@ -100,7 +100,7 @@ public final class EventLoop: @unchecked Sendable {
         do {
             wakeup = try UVAsync(loop: core) { [unowned(unsafe) self] in self.moveInbox() }
             drainer = try UVIdle(loop: core) { [unowned(unsafe) self] in self.runReady() }
-            timer = try UVTimer(loop: core) { [unowned(unsafe) self] in self.fireTimers() }
+            timer = try UVDeadlineTimer(loop: core) { [unowned(unsafe) self] in self.fireTimers() }
         } catch {
             core.close()
             throw error
@@ -491,22 +491,19 @@ public final class EventLoop: @unchecked Sendable {
         compactionThreshold = max(Self.minimumCompactionThreshold, timers.count * 2)
     }
 
-    /// Arms the uv timer for the earliest deadline. libuv's clock is in whole milliseconds and
-    /// may lag the monotonic clock, so the timeout is rounded up: a timer never fires early.
+    /// Arms the deadline timer for the earliest deadline. It never fires early: a due timer is
+    /// always due by the loop's clock too.
     private func armTimer() {
         guard let first = timers.min else {
-            timer.stop()
+            timer.disarm()
             armedDeadline = .max
             return
         }
-        core.updateTime()
-        let loopNow = core.now &* 1_000_000
-        let timeout = first.deadline <= loopNow ? 0 : (first.deadline - loopNow + 999_999) / 1_000_000
         armedDeadline = first.deadline
-        timer.start(timeout: timeout)
+        timer.arm(at: first.deadline)
     }
 
-    /// The uv timer's callback: moves every due timer to the ready queue.
+    /// The deadline timer's callback: moves every due timer to the ready queue.
     private func fireTimers() {
         let now = UVRunLoop.hrtime()
         clockNanoseconds = now

@@ -40,9 +40,18 @@ func startThread(_ body: @escaping @Sendable () -> Void) -> @Sendable () -> Void
 
 /// Number of open file descriptors of this process.
 ///
-/// timerfds are left out: libuv 1.44 never creates one, while libdispatch (behind the test
-/// harness's time limits and Task.sleep) opens one lazily at a moment no test controls.
+/// timerfds are left out: libdispatch (behind the test harness's time limits and Task.sleep) opens
+/// one lazily at a moment no test controls. Loops' own timerfds are counted by
+/// `timerDescriptorCount()`.
 func openDescriptorCount() -> Int { openDescriptors().count }
+
+/// Number of open timerfds of this process: each loop has one (its timers); libdispatch may open
+/// one more at any moment.
+func timerDescriptorCount() -> Int {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).filter {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) == "anon_inode:[timerfd]"
+    }.count
+}
 
 /// Open descriptors of this process and what they point at (timerfds left out, see above).
 func openDescriptors() -> [Int32: String] {
