@@ -1,9 +1,15 @@
 import Synchronization
 
+/// What the loop runs: `Handle` and `TimerHandle`.
+protocol ScheduledCallback: AnyObject {
+    /// Calls the callback. Loop thread only.
+    func runCallback() throws
+}
+
 /// A callback scheduled with `callSoon` or `callSoonThreadsafe` (asyncio.Handle).
 ///
 /// `cancel()` may be called from any thread; a callback cancelled before the loop reaches it never runs.
-public final class Handle: @unchecked Sendable {
+public final class Handle: ScheduledCallback, @unchecked Sendable {
     /// Run on the loop thread only. Immutable after init.
     let callback: () throws -> Void
     private let cancelled = Atomic<Bool>(false)
@@ -15,12 +21,14 @@ public final class Handle: @unchecked Sendable {
     /// Cancels the callback. Harmless when it already ran or was cancelled.
     public func cancel() { cancelled.store(true, ordering: .relaxed) }
 
+    @inline(__always) func runCallback() throws { try callback() }
+
     /// True once `cancel()` was called.
     public var isCancelled: Bool { cancelled.load(ordering: .relaxed) }
 }
 
 /// A callback scheduled with `callLater` or `callAt` (asyncio.TimerHandle).
-public final class TimerHandle: @unchecked Sendable {
+public final class TimerHandle: ScheduledCallback, @unchecked Sendable {
     /// Run on the loop thread only. Immutable after init.
     let callback: () throws -> Void
     /// Due time on the loop's clock, in nanoseconds (`UInt64.max`: never).
@@ -39,6 +47,8 @@ public final class TimerHandle: @unchecked Sendable {
     /// Cancels the timer. Harmless when it already fired or was cancelled. The loop drops
     /// cancelled timers from its heap when they come due, or earlier when the heap grows.
     public func cancel() { cancelled.store(true, ordering: .relaxed) }
+
+    @inline(__always) func runCallback() throws { try callback() }
 
     /// True once `cancel()` was called.
     public var isCancelled: Bool { cancelled.load(ordering: .relaxed) }

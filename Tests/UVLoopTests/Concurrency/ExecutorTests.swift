@@ -206,7 +206,7 @@ struct ExecutorTests {
             released.loop = loop
             let task = try loop.runUntilComplete { () -> Task<Int, any Error> in
                 try getRunningLoop().createTask { () async throws -> Int in
-                    try await Task.sleep(for: .milliseconds(100))
+                    try await Task.sleep(for: .milliseconds(500))
                     return 9
                 }
             }
@@ -215,6 +215,9 @@ struct ExecutorTests {
         }
         let released = WeakLoop()
         let task = try startTaskOnAShortLivedLoop(released)
+        // Another thread may hold the loop for a moment (the closed loop hands the task's job to
+        // the fallback queue); it must be gone well before the task wakes up.
+        for _ in 0..<40 where released.loop != nil { usleep(5_000) }
         #expect(released.loop == nil)
         #expect(try await task.value == 9)
     }
