@@ -41,8 +41,6 @@ final class UVDeadlineTimer: UVHandle {
         precondition(rc == 0, "timerfd_settime failed: \(UVError(code: rc, operation: "timerfd_settime"))")
     }
 
-    func disarm() { _ = cuv_timerfd_arm(fileDescriptor, 0) }
-
     /// The poll handle has closed: the descriptor can go.
     override func didClose() {
         callback = {}

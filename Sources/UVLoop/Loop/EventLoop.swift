@@ -60,6 +60,8 @@ public final class EventLoop: @unchecked Sendable {
     private var wakeup: UVAsync!
     private var drainer: UVIdle!
     private var timer: UVDeadlineTimer!
+    /// Arms `timer` right before the poll for I/O, once per iteration however many timers came.
+    private var armer: UVPrepare!
     private let ready = WorkBuffer<Work>()
     /// The batch being run; its contents are swapped with `ready`'s at the start of each batch.
     private let running = WorkBuffer<Work>()
@@ -69,8 +71,10 @@ public final class EventLoop: @unchecked Sendable {
     @exclusivity(unchecked) private var stopping = false
     @exclusivity(unchecked) private var timers = Heap<TimerEntry>()
     @exclusivity(unchecked) private var timerSequence: UInt64 = 0
-    /// Deadline the deadline timer is armed for, `.max` when disarmed.
+    /// Deadline the deadline timer is armed for, `.max` when it is not (it disarms itself when it
+    /// fires). It may stay armed for a timer that was cancelled: that wake-up finds nothing due.
     @exclusivity(unchecked) private var armedDeadline: UInt64 = .max
+    @exclusivity(unchecked) private var armerActive = false
     /// Heap size at which cancelled timers are next swept out (amortised O(1) per insert).
     private var compactionThreshold = EventLoop.minimumCompactionThreshold
     static let minimumCompactionThreshold = 1024
@@ -101,6 +105,7 @@ public final class EventLoop: @unchecked Sendable {
             wakeup = try UVAsync(loop: core) { [unowned(unsafe) self] in self.moveInbox() }
             drainer = try UVIdle(loop: core) { [unowned(unsafe) self] in self.runReady() }
             timer = try UVDeadlineTimer(loop: core) { [unowned(unsafe) self] in self.fireTimers() }
+            armer = try UVPrepare(loop: core) { [unowned(unsafe) self] in self.armTimer() }
         } catch {
             core.close()
             throw error
@@ -108,6 +113,7 @@ public final class EventLoop: @unchecked Sendable {
         taskExecutor = LoopTaskExecutor(loop: self)
         // The timer alone must not keep uv_run going; the wake-up handle does (run forever).
         timer.keepsLoopAlive = false
+        armer.keepsLoopAlive = false
         drainer.keepsLoopAlive = false
     }
 
@@ -482,7 +488,7 @@ public final class EventLoop: @unchecked Sendable {
         if timers.count >= compactionThreshold {
             compactTimers()
         }
-        if handle.deadline < armedDeadline { armTimer() }
+        if handle.deadline < armedDeadline { requestArming() }
     }
 
     /// Sweeps cancelled timers out of the heap, so cancelled long timeouts do not pile up. Runs
@@ -491,25 +497,38 @@ public final class EventLoop: @unchecked Sendable {
         let live = timers.unordered.filter { !$0.handle.isCancelled }
         if live.count != timers.count {
             timers = Heap(live)
-            armedDeadline = .max
-            armTimer()
         }
         compactionThreshold = max(Self.minimumCompactionThreshold, timers.count * 2)
     }
 
-    /// Arms the deadline timer for the earliest deadline. It never fires early: a due timer is
-    /// always due by the loop's clock too.
-    private func armTimer() {
-        guard let first = timers.min else {
-            timer.disarm()
-            armedDeadline = .max
-            return
+    /// Has the deadline timer armed before the next poll for I/O: all the timers a batch of
+    /// callbacks schedules cost one `timerfd_settime` at most.
+    @inline(__always)
+    private func requestArming() {
+        if !armerActive {
+            armerActive = true
+            armer.start()
         }
-        armedDeadline = first.deadline
-        timer.arm(at: first.deadline)
     }
 
-    /// The deadline timer's callback: moves every due timer to the ready queue.
+    /// Arms the deadline timer for the earliest deadline (the prepare handle's callback, right
+    /// before the poll). A deadline already passed needs no kernel timer: its timers move to the
+    /// ready queue now and run in the next iteration. Timers never fire early: a timer due by the
+    /// timerfd is due by the loop's clock too.
+    private func armTimer() {
+        armerActive = false
+        armer.stop()
+        guard let first = timers.min, first.deadline < armedDeadline else { return }
+        if first.deadline <= UVRunLoop.hrtime() {
+            fireTimers()
+        } else {
+            armedDeadline = first.deadline
+            timer.arm(at: first.deadline)
+        }
+    }
+
+    /// Moves every due timer to the ready queue: the deadline timer's callback, or `armTimer`
+    /// for deadlines already passed.
     private func fireTimers() {
         let now = UVRunLoop.hrtime()
         clockNanoseconds = now
@@ -520,8 +539,9 @@ public final class EventLoop: @unchecked Sendable {
                 appendReady(.timer(first.handle))
             }
         }
+        // A timerfd that fired is disarmed; one armed for a later deadline is re-armed anyway.
         armedDeadline = .max
-        armTimer()
+        if !timers.isEmpty { requestArming() }
     }
 
     /// Number of timers waiting in the heap (cancelled ones not yet dropped included).

@@ -138,7 +138,7 @@ struct EventLoopLifecycleTests {
         let ran = Box(false)
         loop.callSoon { ran.value = true }
         loop.callLater(0.01) { ran.value = true }
-        #expect(loop.core.handleCount == 3)   // wake-up, drainer, timer
+        #expect(loop.core.handleCount == 4)   // wake-up, drainer, deadline timer, its armer
         try loop.close()
         #expect(!ran.value)
         #expect(loop.core.handleCount == 0)
