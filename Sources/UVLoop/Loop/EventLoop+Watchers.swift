@@ -49,10 +49,18 @@ extension EventLoop {
         }
     }
 
+    /// The loop's watchers, created on first use.
+    private func makeWatchers() -> LoopWatchers {
+        if let loopWatchers { return loopWatchers }
+        let created = LoopWatchers()
+        loopWatchers = created
+        return created
+    }
+
     private func watch(_ fd: Int32, operation: String, _ set: (LoopWatchers.Descriptor) -> Void) throws {
         try checkLoopThreadOperation()
         guard fd >= 0 else { throw UVError(code: UVError.EBADF.code, operation: "\(operation)(fd \(fd))") }
-        let watchers = LoopWatchers.of(self, create: true)!
+        let watchers = makeWatchers()
         if let existing = watchers.descriptors[fd] {
             let before = (existing.reader, existing.writer)
             set(existing)
@@ -81,7 +89,7 @@ extension EventLoop {
         if isClosed { return false }
         precondition(!isRunning || inLoopThread,
                      "\(operation) must be called on the thread running the event loop (or while it does not run)")
-        guard let watchers = LoopWatchers.of(self, create: false), let watcher = watchers.descriptors[fd] else {
+        guard let watchers = loopWatchers, let watcher = watchers.descriptors[fd] else {
             return false
         }
         let removed = clear(watcher)
@@ -120,7 +128,7 @@ extension EventLoop {
     public func addSignalHandler(_ signal: Int32, _ callback: @escaping () -> Void) throws {
         try checkLoopThreadOperation()
         try Self.checkCatchable(signal)
-        let watchers = LoopWatchers.of(self, create: true)!
+        let watchers = makeWatchers()
         if let existing = watchers.signals[signal] {
             existing.callback = { _ in callback() }
             return
@@ -143,7 +151,7 @@ extension EventLoop {
         if isClosed { return false }
         precondition(!isRunning || inLoopThread,
                      "removeSignalHandler must be called on the thread running the event loop (or while it does not run)")
-        guard let watchers = LoopWatchers.of(self, create: false),
+        guard let watchers = loopWatchers,
               let handle = watchers.signals.removeValue(forKey: signal) else { return false }
         handle.close()
         // libuv resets a signal to SIG_DFL when its last watcher goes; SIGPIPE must stay ignored

@@ -82,6 +82,8 @@ public final class EventLoop: @unchecked Sendable {
     @exclusivity(unchecked) private var clockNanoseconds: UInt64 = 0
     @exclusivity(unchecked) private var clockTick: UInt64 = .max
     private var exceptionHandler: ((EventLoop, ExceptionContext) -> Void)?
+    /// `addReader`/`addWriter`/`addSignalHandler`'s handles (see `EventLoop+Watchers.swift`).
+    var loopWatchers: LoopWatchers?
 
     /// Work run per loop iteration before polling I/O again: a batch always completes, and new
     /// batches start while fewer than this many items ran in this iteration.
@@ -263,6 +265,7 @@ public final class EventLoop: @unchecked Sendable {
         if rc != 0 {
             logger.error("uv_loop_close failed: \(UVError(code: rc, operation: "uv_loop_close"))")
         }
+        loopWatchers = nil          // their handles closed with all the others above
     }
 
     // MARK: Scheduling

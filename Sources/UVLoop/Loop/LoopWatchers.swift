@@ -1,14 +1,7 @@
-/// The descriptor and signal watchers of one loop (`addReader`, `addWriter`, `addSignalHandler`).
-///
-/// Kept in a process-wide table keyed by the loop's identity, so the loop itself needs no field
-/// for them. An entry holds its loop weakly and is trusted only while that reference is the loop
-/// asking (an address reused by a later loop never sees a dead loop's entry); entries of closed or
-/// freed loops are swept when entries are created. The handles themselves belong to the loop:
-/// `EventLoop.close()` closes them with every other handle.
-///
-/// Confinement: the table is guarded by its lock; an entry's fields are touched only on its loop's
-/// thread (hence `@unchecked Sendable`).
-final class LoopWatchers: @unchecked Sendable {
+/// The descriptor and signal watchers of one loop (`addReader`, `addWriter`, `addSignalHandler`),
+/// created on first use. Touched only on the loop's thread. The handles themselves belong to the
+/// loop: `EventLoop.close()` closes them with every other handle.
+final class LoopWatchers {
     /// One `uv_poll_t` per descriptor, shared by its reader and writer callbacks.
     final class Descriptor {
         let poll: UVPoll
@@ -34,24 +27,6 @@ final class LoopWatchers: @unchecked Sendable {
         }
     }
 
-    weak var loop: EventLoop?
     var descriptors: [Int32: Descriptor] = [:]
     var signals: [Int32: UVSignal] = [:]
-
-    init(loop: EventLoop) { self.loop = loop }
-
-    private static let table = LockedValue<[ObjectIdentifier: LoopWatchers]>([:])
-
-    /// The watchers of `loop`; created when `create` is true and there are none.
-    static func of(_ loop: EventLoop, create: Bool) -> LoopWatchers? {
-        table.withLock { table in
-            let key = ObjectIdentifier(loop)
-            if let existing = table[key], existing.loop === loop { return existing }
-            guard create else { return nil }
-            table = table.filter { _, entry in entry.loop.map { !$0.isClosed } ?? false }
-            let created = LoopWatchers(loop: loop)
-            table[key] = created
-            return created
-        }
-    }
 }

@@ -124,10 +124,11 @@ final class DatagramSocket: @unchecked Sendable {
         // its bytes alive until libuv calls back.
         let chunk = ByteChunk(capacity: data.count)
         data.withUnsafeBytes { chunk.append($0) }
-        try handle.send(chunk.bytes, to: destination) { [weak self] status in
+        // Strong: libuv calls back once per send, ECANCELED at the latest when the handle closes.
+        try handle.send(chunk.bytes, to: destination) { [self] status in
             withExtendedLifetime(chunk) {}
             if status < 0 && status != UVError.ECANCELED.code {
-                self?.report(UVError(code: status, operation: "send"))
+                report(UVError(code: status, operation: "send"))
             }
         }
     }

@@ -172,7 +172,10 @@ public final class Server: @unchecked Sendable {
             let id = ObjectIdentifier(transport)
             connections[id] = transport
             connectionCount.add(1, ordering: .relaxed)
-            transport.onClosed = { [weak self] in self?.connectionDidClose(id) }
+            // Strong: the transport drops the hook when it closes, which every transport does (at
+            // the latest when the loop closes). A weak reference would give the server a side
+            // table, which LeakSanitizer reports when the server is still alive at exit.
+            transport.onClosed = { [self] in connectionDidClose(id) }
             let (reader, writer) = transport.makeStreams()
             let handler = self.handler
             runningHandlers += 1
