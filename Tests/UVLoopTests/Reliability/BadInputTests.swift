@@ -58,7 +58,7 @@ struct BadInputTests {
     func badInput(_ input: Case) throws {
         // A descriptor number that is not open (a freed number could be reused by a test running
         // in parallel).
-        let closedFD: Int32 = 65_000
+        let closedFD = closedDescriptor
         #expect(fcntl(closedFD, F_GETFD) == -1)
         let outcome = try check { loop in
             switch input {

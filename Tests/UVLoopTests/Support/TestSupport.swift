@@ -45,6 +45,11 @@ func startThread(_ body: @escaping @Sendable () -> Void) -> @Sendable () -> Void
 /// `timerDescriptorCount()`.
 func openDescriptorCount() -> Int { openDescriptors().count }
 
+/// A descriptor number that is not open: far above the lowest free number the kernel hands out,
+/// so tests running meanwhile never reuse it (a descriptor a test closes itself may be reused at
+/// once). Tests check it is closed before relying on it.
+let closedDescriptor: Int32 = 65_000
+
 /// Number of open timerfds of this process: each loop has one (its timers); libdispatch may open
 /// one more at any moment.
 func timerDescriptorCount() -> Int {
