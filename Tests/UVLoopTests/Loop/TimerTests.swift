@@ -159,6 +159,35 @@ struct TimerTests {
         #expect(onLoop.value)
     }
 
+    /// The deadline timer is armed right before the poll; a timer scheduled by an I/O callback
+    /// (which runs inside the poll phase) must still be armed before the loop blocks again.
+    @Test(.timeLimit(.minutes(1))) func timersScheduledFromAnIOCallbackFire() throws {
+        let loop = try EventLoop()
+        defer { try? loop.close() }
+        let (mine, theirs) = socketPair()
+        defer { close(mine); close(theirs) }
+        let order = Box<[String]>([])
+        try loop.addReader(mine) {
+            var byte: UInt8 = 0
+            _ = read(mine, &byte, 1)
+            loop.removeReader(mine)
+            order.mutate { $0.append("readable") }
+            loop.callLater(0.02) { order.mutate { $0.append("later") }; loop.stop() }
+            loop.callLater(0) { order.mutate { $0.append("now") } }
+        }
+        _ = write(theirs, "x", 1)
+        // Were the timers never armed, the loop would block for good: a watchdog stops it.
+        let done = Box(false)
+        let joinWatchdog = startThread {
+            for _ in 0..<1000 where !done.value { usleep(10_000) }
+            loop.stop()
+        }
+        try loop.runForever()
+        done.value = true
+        joinWatchdog()
+        #expect(order.value == ["readable", "now", "later"])
+    }
+
     @Test func timerCallbacksCanScheduleTimers() throws {
         let loop = try EventLoop()
         defer { try? loop.close() }
