@@ -22,6 +22,20 @@ struct UVSocketAddress {
         self.storage = storage
     }
 
+    /// The address a libuv name query fills in (`uv_tcp_getsockname`, `uv_udp_getpeername`...);
+    /// nil when the call fails or the family is neither IPv4 nor IPv6.
+    init?(querying call: (UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<Int32>) -> Int32) {
+        var storage = sockaddr_storage()
+        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        let address = withUnsafeMutableBytes(of: &storage) { raw -> UVSocketAddress? in
+            let address = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
+            guard call(address, &length) == 0 else { return nil }
+            return UVSocketAddress(copying: address)
+        }
+        guard let address else { return nil }
+        self = address
+    }
+
     /// Copies an address libuv or the kernel filled in (IPv4 or IPv6; nil for anything else).
     init?(copying address: UnsafePointer<sockaddr>) {
         let family = Int32(address.pointee.sa_family)

@@ -63,21 +63,11 @@ final class UVTCP: UVStream {
 
     /// The bound address (`getsockname`), nil when unbound.
     var localAddress: UVSocketAddress? {
-        name { uv_tcp_getsockname(tcp, $0, $1) }
+        UVSocketAddress(querying: { uv_tcp_getsockname(tcp, $0, $1) })
     }
 
     /// The peer's address (`getpeername`), nil when not connected.
     var peerAddress: UVSocketAddress? {
-        name { uv_tcp_getpeername(tcp, $0, $1) }
-    }
-
-    private func name(_ call: (UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<Int32>) -> Int32) -> UVSocketAddress? {
-        var storage = sockaddr_storage()
-        var length = Int32(MemoryLayout<sockaddr_storage>.size)
-        return withUnsafeMutableBytes(of: &storage) { raw -> UVSocketAddress? in
-            let address = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
-            guard call(address, &length) == 0 else { return nil }
-            return UVSocketAddress(copying: address)
-        }
+        UVSocketAddress(querying: { uv_tcp_getpeername(tcp, $0, $1) })
     }
 }

@@ -109,18 +109,9 @@ final class UVUDP: UVHandle {
     /// Datagrams queued in libuv, not yet sent.
     var sendQueueCount: Int { uv_udp_get_send_queue_count(udp) }
 
-    var localAddress: UVSocketAddress? { name { uv_udp_getsockname(udp, $0, $1) } }
-    var peerAddress: UVSocketAddress? { name { uv_udp_getpeername(udp, $0, $1) } }
+    var localAddress: UVSocketAddress? { UVSocketAddress(querying: { uv_udp_getsockname(udp, $0, $1) }) }
+    var peerAddress: UVSocketAddress? { UVSocketAddress(querying: { uv_udp_getpeername(udp, $0, $1) }) }
 
-    private func name(_ call: (UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<Int32>) -> Int32) -> UVSocketAddress? {
-        var storage = sockaddr_storage()
-        var length = Int32(MemoryLayout<sockaddr_storage>.size)
-        return withUnsafeMutableBytes(of: &storage) { raw -> UVSocketAddress? in
-            let address = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
-            guard call(address, &length) == 0 else { return nil }
-            return UVSocketAddress(copying: address)
-        }
-    }
 
     override func didClose() {
         let hook = onClose
