@@ -44,12 +44,11 @@ public func serveOnLoops(
     listening: @escaping @Sendable (_ port: Int, _ mainLoop: EventLoop) -> Void,
     handler: @escaping @Sendable (_ loop: Int, StreamReader, StreamWriter) async -> Void
 ) {
-    let (loops, host) = (options.loops, options.host)
     let workersDone = DispatchGroup()
 
     @Sendable func serve(on loop: EventLoop, index: Int, port: Int, listening: @escaping @Sendable (Int) -> Void) throws {
         try loop.runUntilComplete {
-            let server = try await loop.startServer(host: host, port: port, reusePort: loops > 1) { reader, writer in
+            let server = try await loop.startServer(host: options.host, port: port, reusePort: options.loops > 1) { reader, writer in
                 await handler(index, reader, writer)
             }
             listening(server.port)
@@ -67,7 +66,7 @@ public func serveOnLoops(
     }
 
     @Sendable func startWorkers(port: Int) {
-        for index in 1..<loops {
+        for index in 1..<options.loops {
             workersDone.enter()
             Thread.detachNewThread {
                 defer { workersDone.leave() }
@@ -89,7 +88,7 @@ public func serveOnLoops(
         let mainLoop = try getEventLoop()
         try serve(on: mainLoop, index: 0, port: options.port ?? defaultPort) { port in
             listening(port, mainLoop)
-            if loops > 1 { startWorkers(port: port) }
+            if options.loops > 1 { startWorkers(port: port) }
         }
         workersDone.wait()
         try mainLoop.close()
