@@ -136,6 +136,38 @@ def uvloop_server(bench, loops):
     return None
 
 
+def base_participant(ref):
+    """`--base REF`: UVLoop as it was at git commit REF, as one more column ("UVLoop@REF"), so a
+    change is measured against its starting point in the same run. The commit is checked out
+    with `git worktree` under Benchmarks/.build-base/ (ignored by git), and its own Benchmarks
+    package builds its bench-uvloop and http-hello there."""
+    root = HERE.parent
+    tree = HERE / ".build-base" / re.sub(r"[^A-Za-z0-9_.-]", "_", ref)
+    http_hello = {}
+
+    def build():
+        if not (tree / ".git").exists():
+            tree.parent.mkdir(exist_ok=True)
+            subprocess.run(["git", "-C", str(root), "worktree", "prune"], capture_output=True)
+            run_logged(["git", "-C", str(root), "worktree", "add", "--detach", "--force", str(tree), ref],
+                       "base-worktree.log")
+        command = swift_build("bench-uvloop", scratch=SCRATCH + "-base", package=tree / "Benchmarks")
+        try:
+            http_hello["command"] = swift_build("http-hello", scratch=SCRATCH + "-base-root", package=tree)
+        except BuildError as error:
+            print(f"  http-hello at {ref}: {error}", file=sys.stderr)
+        return command
+
+    def server(bench, loops):
+        if bench == "B4b":
+            if "command" not in http_hello:
+                raise RuntimeError(f"the http-hello example at {ref} did not build")
+            return http_hello["command"] + ["--port", "0", "--loops", str(loops), "--quiet"]
+        return None
+
+    return Participant(f"{BASELINE}@{ref}", build, server=server)
+
+
 def build_nio():
     try:
         return swift_build("bench-nio")
@@ -502,6 +534,8 @@ def parse_args():
     parser.add_argument("--scratch", default=".build", help="SwiftPM scratch directory under Benchmarks/ (default .build)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="B4b: wrk's threads (default 2)")
     parser.add_argument("--wrk-connections", type=int, default=64, help="B4b: wrk's connections (default 64)")
+    parser.add_argument("--base", metavar="REF",
+                        help="also run UVLoop as of git commit REF, as a column UVLoop@REF (before/after in one run)")
     args = parser.parse_args()
     args.repeat_given = args.repeat is not None  # else a benchmark's own `repeat` applies
     args.repeat = args.repeat or (1 if args.quick else 5)
@@ -530,6 +564,12 @@ def main():
     SCRATCH, WRK_THREADS, WRK_CONNECTIONS = args.scratch, args.wrk_threads, args.wrk_connections
     benchmarks = select(BENCHMARKS, args.only, lambda b: b.id, "benchmark")
     participants = select(PARTICIPANTS, args.impl, lambda p: p.name, "participant")
+    if args.base:
+        base = base_participant(args.base)
+        participants.insert(1, base)
+        for bench in benchmarks:
+            if bench.impls is not None and BASELINE in bench.impls:
+                bench.impls = bench.impls | {base.name}
     participants = [p for p in participants if any(takes_part(p, b) for b in benchmarks)]
     started = time.monotonic()
     if any(b.kind == "echo" for b in benchmarks):
