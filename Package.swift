@@ -31,10 +31,13 @@ let package = Package(
             pkgConfig: "libuv",
             providers: [.apt(["libuv1-dev"])]
         ),
+        // The Linux system calls of UVLoop's OS layer (pidfds, wait statuses, posix_spawn extras).
+        .systemLibrary(name: "CUVLoopOS", path: "CUVLoopOS"),
         .target(
             name: "UVLoop",
             dependencies: [
                 "CLibUV",
+                "CUVLoopOS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HeapModule", package: "swift-collections"),
             ]

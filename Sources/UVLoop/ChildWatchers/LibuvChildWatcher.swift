@@ -1,5 +1,4 @@
 import Glibc
-import Logging
 
 /// Lets libuv watch the children it starts: `uv_spawn` keeps a process handle whose exit
 /// callback reports the exit, as uvloop does.
@@ -15,41 +14,42 @@ import Logging
 ///   running an `EventLoop`.
 /// - `isActive()` is always true; `attachLoop` and `close` do nothing.
 /// - A loop that closes with children still running hands them to a waiting thread.
-public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher, @unchecked Sendable {
-    private struct Child {
+public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher {
+    private struct Child: Sendable {
+        /// The process handle, on the loop that spawned the child.
         let process: LoopBound<UVProcess>
-        /// The loop that spawned it and owns the handle.
-        let loop: EventLoop
         var registration: ChildRegistration?
         /// The exit, when it came before any registration.
         var returnCode: Int32?
     }
 
     private let children = LockedValue<[pid_t: Child]>([:])
-    private let fallback = ThreadedChildWatcher()
-    private let logger = Logger(label: "uvloop.watcher")
+    private let fallback: ThreadedChildWatcher
+    let reaper: Reaper
 
     /// Creates a watcher; it needs no attaching.
-    public init() {}
+    public convenience init() { self.init(reaper: .system) }
 
-    func spawn(path: String, request: SpawnRequest, actions: [Spawner.FileAction],
-               on loop: EventLoop) throws -> (pid: pid_t, signaller: @Sendable (pid_t, Int32) throws -> Void) {
-        let pidBox = LockedValue<pid_t>(0)
-        let process = try UVProcess(loop: loop.core, path: path, arguments: request.arguments,
-                                    environment: request.environment, workingDirectory: request.workingDirectory,
-                                    actions: actions) { [self] code in
-            // Strong: the closure goes with the handle when it closes (see PidfdChildWatcher).
-            exited(pidBox.withLock { $0 }, code)
-        }
+    /// A watcher whose signals and fallback waits go through `reaper`'s kernel (libuv's own
+    /// reaping always uses the real one).
+    init(reaper: Reaper) {
+        self.reaper = reaper
+        fallback = ThreadedChildWatcher(reaper: reaper)
+    }
+
+    func spawn(_ plan: SpawnPlan, on loop: EventLoop) throws -> (pid: pid_t, signaller: ChildSignaller) {
+        // The exit callback is set below: libuv reports the exit from the loop, later.
+        let process = try UVProcess(loop: loop.uvLoop, plan: plan) { _ in }
         let pid = process.pid
-        pidBox.withLock { $0 = pid }
+        // Strong captures: the closures go with the handle when it closes (see PidfdChildWatcher).
+        process.exitCallback = { [self] termination in exited(pid, termination.returnCode) }
         // Opened before control returns to the loop, so before libuv can reap the child.
-        let pidfd = PidfdSignaller(pid: pid)
+        let pidfd = PidfdSignaller(pid: pid, reaper: reaper)
         process.whenClosed = { [self] in
             pidfd.close()
             handleClosed(pid, exited: process.hasExited)
         }
-        children.withLock { $0[pid] = Child(process: LoopBound(process), loop: loop) }
+        children.withLock { $0[pid] = Child(process: LoopBound(process, loop: loop)) }
         return (pid, { pid, signal in try pidfd.send(signal, to: pid) })
     }
 
@@ -66,7 +66,7 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher, @unche
             return (nil, nil)
         }
         process?.value.close()
-        registration?.deliver(pid: pid, returnCode: code, logger: logger)
+        registration?.deliver(pid: pid, returnCode: code, logger: reaper.logger)
     }
 
     /// The process handle closed: after the exit, or because its loop closed first.
@@ -74,7 +74,7 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher, @unche
         let child = children.withLock { $0.removeValue(forKey: pid) }
         guard !exited else { return }
         // The loop closed under a running child: libuv no longer reaps it (ARCHITECTURE fact 1).
-        OrphanReaper.adopt(pid, child?.registration)
+        reaper.adopt(pid, child?.registration)
     }
 
     /// Registers `callback` for `pid`. For a child spawned by this watcher the callback runs on
@@ -82,12 +82,12 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher, @unche
     /// - Throws: `EventLoopError.noRunningEventLoop` for a pid it did not spawn when no loop runs here.
     public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
         let registration = ChildRegistration(callback: callback, loop: nil)
-        enum Found { case registered, exited(Int32, LoopBound<UVProcess>, EventLoop), notOurs }
+        enum Found { case registered, exited(Int32, LoopBound<UVProcess>), notOurs }
         let found = children.withLock { children -> Found in
             guard var child = children[pid] else { return .notOurs }
             if let code = child.returnCode {
                 children[pid] = nil
-                return .exited(code, child.process, child.loop)
+                return .exited(code, child.process)
             }
             child.registration = registration
             children[pid] = child
@@ -96,15 +96,14 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher, @unche
         switch found {
         case .registered:
             return
-        case .exited(let code, let process, let loop):
-            loop.runOnLoopThread { process.value.close() }
-            registration.deliver(pid: pid, returnCode: code, logger: logger)
+        case .exited(let code, let process):
+            process.loop.execute { process.value.close() }
+            registration.deliver(pid: pid, returnCode: code, logger: reaper.logger)
         case .notOurs:
             try fallback.addChildHandler(pid, callback)
         }
     }
 
-    /// Removes the handler for `pid`: true if one was pending, false otherwise. The removed callback never runs.
     @discardableResult
     public func removeChildHandler(_ pid: pid_t) -> Bool {
         let removed = children.withLock { children -> Bool in
@@ -115,11 +114,14 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher, @unche
         return removed || fallback.removeChildHandler(pid)
     }
 
-    /// Attaches the watcher to `loop` (see the type's documentation for what it does with it).
+    /// Does nothing: each child is watched by the loop that spawned it.
     public func attachLoop(_ loop: EventLoop?) {}
-    /// True when the watcher can report exits now; spawning with an inactive watcher throws `EventLoopError.childWatcherNotActive`.
+
+    /// Always true.
     public func isActive() -> Bool { true }
-    /// Releases the watcher; pending children are handed to a waiting thread that still reports them.
+
+    /// Does nothing: children go on being watched by their loops (or, once a loop closes, by a
+    /// waiting thread), and their callbacks still run.
     public func close() {}
 }
 
@@ -127,26 +129,32 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher, @unche
 /// child is reaped, sending fails with ESRCH instead of reaching a process that reused the pid.
 /// Without pidfds, falls back to the reaper's checked kill.
 final class PidfdSignaller: Sendable {
-    private let fd: LockedValue<Int32?>
+    private enum Descriptor: Sendable { case unavailable, open(Int32), closed }
 
-    init(pid: pid_t) {
-        fd = LockedValue(Reaper.pidfdSupported ? try? Reaper.pidfdOpen(pid) : nil)
+    private let fd: LockedValue<Descriptor>
+    private let reaper: Reaper
+
+    init(pid: pid_t, reaper: Reaper) {
+        self.reaper = reaper
+        let fd = reaper.pidfdSupported ? try? reaper.pidfdOpen(pid) : nil
+        self.fd = LockedValue(fd.map(Descriptor.open) ?? .unavailable)
     }
 
     func send(_ signal: Int32, to pid: pid_t) throws {
         try fd.withLock { fd in
-            guard let pidfd = fd else {
-                try Reaper.signal(pid, signal)
-                return
+            switch fd {
+            case .unavailable: try reaper.signal(pid, signal)
+            case .open(let pidfd): try reaper.pidfdSignal(pidfd, signal, pid: pid)
+            case .closed: try reaper.pidfdSignal(nil, signal, pid: pid)
             }
-            try Reaper.pidfdSignal(pidfd, signal, pid: pid)
         }
     }
 
+    /// The handle closed (the child was reaped, or its loop closed): later signals throw ESRCH.
     func close() {
         fd.withLock { fd in
-            if let pidfd = fd { System.closeDescriptor(pidfd) }
-            fd = -1
+            if case .open(let pidfd) = fd { reaper.kernel.close(pidfd) }
+            fd = .closed
         }
     }
 }

@@ -1,5 +1,4 @@
 import Glibc
-import Logging
 
 /// Watches SIGCHLD on a private loop thread and polls every registered child
 /// (asyncio.MultiLoopChildWatcher).
@@ -12,21 +11,26 @@ import Logging
 /// - Reaps only registered pids (`waitpid(pid, WNOHANG)` for each: O(n) per SIGCHLD).
 /// - SIGCHLD reaches it through libuv (`uv_signal_t` on the private loop), so delivery never
 ///   depends on which thread the kernel picked for the signal (asyncio's bpo-38323).
-public final class MultiLoopChildWatcher: ChildWatcher, @unchecked Sendable {
-    private struct State {
+/// - `close()` stops the private thread; children still pending are handed to a waiting thread
+///   that still reports them.
+public final class MultiLoopChildWatcher: ChildWatcher {
+    private struct State: Sendable {
         var handlers: [pid_t: ChildRegistration] = [:]
         var privateLoop: EventLoop?
         var thread: JoinableThread?
-        /// The SIGCHLD handle, kept alive here; touched only on the private loop's thread.
+        /// The SIGCHLD handle on the private loop.
         var signal: LoopBound<UVSignal>?
     }
 
-    /// Lock order: `state`, then `Reaper.lock`.
+    /// Lock order: `state`, then the reaper's lock.
     private let state = LockedValue(State())
-    private let logger = Logger(label: "uvloop.watcher")
+    let reaper: Reaper
 
     /// Creates a watcher; it becomes active at its first `attachLoop`.
-    public init() {}
+    public convenience init() { self.init(reaper: .system) }
+
+    /// A watcher over `reaper`'s kernel (tests use a fake one).
+    init(reaper: Reaper) { self.reaper = reaper }
 
     /// Starts the private SIGCHLD thread if it is not running; the argument is ignored.
     public func attachLoop(_ loop: EventLoop?) {
@@ -34,14 +38,14 @@ public final class MultiLoopChildWatcher: ChildWatcher, @unchecked Sendable {
             guard state.privateLoop == nil else { return }
             do {
                 let privateLoop = try EventLoop()
-                privateLoop.callSoon { [weak self, privateLoop] in self?.installSIGCHLD(on: privateLoop) }
+                privateLoop.schedule { [weak self] in self?.installSIGCHLD(on: privateLoop) }
                 state.thread = try JoinableThread {
                     try? privateLoop.runForever()
                     try? privateLoop.close()
                 }
                 state.privateLoop = privateLoop
             } catch {
-                logger.error("MultiLoopChildWatcher cannot start its SIGCHLD thread: \(error)")
+                reaper.logger.error("MultiLoopChildWatcher cannot start its SIGCHLD thread: \(error)")
             }
         }
     }
@@ -49,16 +53,16 @@ public final class MultiLoopChildWatcher: ChildWatcher, @unchecked Sendable {
     /// On the private loop's thread.
     private func installSIGCHLD(on loop: EventLoop) {
         do {
-            let signal = try UVSignal(loop: loop.core) { [weak self] _ in self?.pollAll() }
-            state.withLock { $0.signal = LoopBound(signal) }
+            let signal = try UVSignal(loop: loop.uvLoop) { [weak self] _ in self?.reapPass() }
+            state.withLock { $0.signal = LoopBound(signal, loop: loop) }
             try signal.start(SIGCHLD)
         } catch {
-            logger.error("MultiLoopChildWatcher cannot watch SIGCHLD: \(error)")
+            reaper.logger.error("MultiLoopChildWatcher cannot watch SIGCHLD: \(error)")
         }
-        pollAll()   // exits that happened before the handler was installed
+        reapPass()   // exits that happened before the handler was installed
     }
 
-    /// True when the watcher can report exits now; spawning with an inactive watcher throws `EventLoopError.childWatcherNotActive`.
+    /// True from the first `attachLoop` until `close()`.
     public func isActive() -> Bool { state.withLock { $0.privateLoop != nil } }
 
     /// Registers `callback`, delivered on the loop running on this thread.
@@ -66,21 +70,20 @@ public final class MultiLoopChildWatcher: ChildWatcher, @unchecked Sendable {
     ///   `EventLoopError.childWatcherNotActive` before the first `attachLoop` or after `close()`.
     public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
         let loop = try getRunningLoop()
-        try state.withLock { state in
+        let reaper = self.reaper
+        let exits = try state.withLock { state -> [ChildExit] in
             guard state.privateLoop != nil else { throw EventLoopError.childWatcherNotActive }
             state.handlers[pid] = ChildRegistration(callback: callback, loop: loop)
+            return reaper.reapRegistered([pid], in: &state.handlers)
         }
-        deliver(poll([pid]))
+        ChildExit.deliver(exits, logger: reaper.logger)
     }
 
-    /// Removes the handler for `pid`: true if one was pending, false otherwise. The removed callback never runs.
     @discardableResult
     public func removeChildHandler(_ pid: pid_t) -> Bool {
         state.withLock { $0.handlers.removeValue(forKey: pid) != nil }
     }
 
-    /// Stops the private thread. Children still pending are handed to a waiting thread that still
-    /// reports them.
     public func close() {
         let (loop, thread, signal, pending) = state.withLock { state in
             defer { state = State() }
@@ -93,18 +96,13 @@ public final class MultiLoopChildWatcher: ChildWatcher, @unchecked Sendable {
             thread?.join()
             withExtendedLifetime(signal) {}
         }
-        for (pid, registration) in pending { OrphanReaper.adopt(pid, registration) }
+        for (pid, registration) in pending { reaper.adopt(pid, registration) }
     }
 
-    private func pollAll() { deliver(poll(nil)) }
-
-    /// Reaps `pids` (nil: every registered pid) that have exited and unregisters them.
-    private func poll(_ pids: [pid_t]?) -> [(ChildRegistration, pid_t, Int32)] {
-        let logger = self.logger
-        return state.withLock { Reaper.reapRegistered(pids, in: &$0.handlers, logger: logger) }
-    }
-
-    private func deliver(_ exits: [(ChildRegistration, pid_t, Int32)]) {
-        for (registration, pid, code) in exits { registration.deliver(pid: pid, returnCode: code, logger: logger) }
+    /// Answers one SIGCHLD: reaps every registered pid that has exited (tests call it directly).
+    func reapPass() {
+        let reaper = self.reaper
+        let exits = state.withLock { reaper.reapRegistered(nil, in: &$0.handlers) }
+        ChildExit.deliver(exits, logger: reaper.logger)
     }
 }

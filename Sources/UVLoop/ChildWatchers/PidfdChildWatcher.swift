@@ -1,6 +1,5 @@
 #if os(Linux)
 import Glibc
-import Logging
 
 /// Watches each child through a pidfd polled by the registering loop (asyncio.PidfdChildWatcher,
 /// with 3.12's per-loop semantics).
@@ -14,25 +13,28 @@ import Logging
 /// - `attachLoop` does nothing: each registration uses its own loop, so loops on any thread work.
 /// - When a loop closes with children still registered, or the watcher closes, those children
 ///   are handed to a waiting thread that still reports them: no zombie, no lost exit.
-public final class PidfdChildWatcher: ChildWatcher, @unchecked Sendable {
-    private struct Watch {
+public final class PidfdChildWatcher: ChildWatcher {
+    private struct Watch: Sendable {
         var registration: ChildRegistration
-        let loop: EventLoop
+        /// The pidfd's poll handle, on the registering loop.
         let poll: LoopBound<UVPoll>
     }
 
     private let watches = LockedValue<[pid_t: Watch]>([:])
-    private let logger = Logger(label: "uvloop.watcher")
+    let reaper: Reaper
 
     /// Creates a watcher; it needs no attaching.
-    public init() {}
+    public convenience init() { self.init(reaper: .system) }
+
+    /// A watcher over `reaper`'s kernel (tests use a fake one).
+    init(reaper: Reaper) { self.reaper = reaper }
 
     /// Registers `callback` for `pid`'s exit, run on the loop running on this thread.
     /// - Throws: `UVError.ENOSYS` where pidfd_open is unavailable; `EventLoopError.noRunningEventLoop`
     ///   when no loop runs on this thread; `UVError` from pidfd_open (EMFILE) or the poll.
     public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
-        guard Reaper.pidfdSupported else {
-            throw UVError(code: UVError.ENOSYS.code, operation: "PidfdChildWatcher: pidfd_open is unavailable here")
+        guard reaper.pidfdSupported else {
+            throw UVError(errno: ENOSYS, operation: "PidfdChildWatcher: pidfd_open is unavailable here")
         }
         let loop = try getRunningLoop()
         let registration = ChildRegistration(callback: callback, loop: nil)
@@ -42,63 +44,71 @@ public final class PidfdChildWatcher: ChildWatcher, @unchecked Sendable {
             return true
         }
         if replaced { return }
-        guard Reaper.lock.withLock({ Reaper.isUnreapedChild(pid) }) else {
-            logger.warning("Unknown child process pid \(pid), will report returncode 255")
-            registration.deliver(pid: pid, returnCode: 255, logger: logger)
+        guard reaper.isUnreapedChild(pid) else {
+            reaper.logger.warning("Unknown child process pid \(pid), will report returncode 255")
+            registration.deliver(pid: pid, returnCode: 255, logger: reaper.logger)
             return
         }
-        let fd = try Reaper.pidfdOpen(pid)
+        let fd = try reaper.pidfdOpen(pid)
         let poll: UVPoll
         do {
-            poll = try UVPoll(loop: loop.core, fileDescriptor: fd) { [self] _, _ in self.exited(pid) }
+            poll = try UVPoll(loop: loop.uvLoop, fileDescriptor: fd) { [self] _, _ in self.exited(pid) }
             try poll.start(.readable)
         } catch {
-            System.closeDescriptor(fd)
+            reaper.kernel.close(fd)
             throw error
         }
+        let bound = LoopBound(poll, loop: loop)
         // Strong captures: the handle's closures are dropped when it closes, which breaks the cycle
         // (a weak capture would give the watcher a side table LeakSanitizer reports at exit).
         poll.whenClosed = { [self] in
             // The descriptor goes with the handle; libuv no longer polls it at this point.
-            System.closeDescriptor(fd)
-            lost(pid, poll: poll)
+            reaper.kernel.close(fd)
+            lost(pid, poll: bound)
         }
-        watches.withLock { $0[pid] = Watch(registration: registration, loop: loop, poll: LoopBound(poll)) }
+        watches.withLock { $0[pid] = Watch(registration: registration, poll: bound) }
     }
 
     /// The pidfd is readable (loop thread): reap, unregister, close, report.
+    ///
+    /// Reaping and unregistering happen under one lock: a `close()` that took the watch (and
+    /// handed the child to a waiting thread) first leaves the status to that thread.
     private func exited(_ pid: pid_t) {
-        let outcome = Reaper.reap(pid)
-        guard let code = Reaper.returnCode(for: outcome, pid: pid, logger: logger) else { return }
-        guard let watch = watches.withLock({ $0.removeValue(forKey: pid) }) else { return }
+        let reaper = self.reaper
+        let reaped = watches.withLock { watches -> (Watch, Int32)? in
+            guard let watch = watches[pid],
+                  let code = reaper.returnCode(for: reaper.reap(pid), pid: pid) else { return nil }
+            watches[pid] = nil
+            return (watch, code)
+        }
+        guard let (watch, code) = reaped else { return }
         watch.poll.value.close()
-        watch.registration.deliver(pid: pid, returnCode: code, logger: logger)
+        watch.registration.deliver(pid: pid, returnCode: code, logger: reaper.logger)
     }
 
     /// A poll handle closed while still registered: its loop closed. Hand the child over.
-    private func lost(_ pid: pid_t, poll: UVPoll) {
+    private func lost(_ pid: pid_t, poll: LoopBound<UVPoll>) {
         let watch = watches.withLock { watches -> Watch? in
-            guard let watch = watches[pid], watch.poll.value === poll else { return nil }
+            guard let watch = watches[pid], watch.poll === poll else { return nil }
             watches[pid] = nil
             return watch
         }
-        if let watch { OrphanReaper.adopt(pid, watch.registration) }
+        if let watch { reaper.adopt(pid, watch.registration) }
     }
 
-    /// Removes the handler for `pid`: true if one was pending, false otherwise. The removed callback never runs.
     @discardableResult
     public func removeChildHandler(_ pid: pid_t) -> Bool {
         guard let watch = watches.withLock({ $0.removeValue(forKey: pid) }) else { return false }
         let poll = watch.poll
-        watch.loop.runOnLoopThread { poll.value.close() }
+        poll.loop.execute { poll.value.close() }
         return true
     }
 
-    /// Attaches the watcher to `loop` (see the type's documentation for what it does with it).
+    /// Does nothing: each registration uses the loop running on its thread.
     public func attachLoop(_ loop: EventLoop?) {}
 
-    /// True when the watcher can report exits now; spawning with an inactive watcher throws `EventLoopError.childWatcherNotActive`.
-    public func isActive() -> Bool { Reaper.pidfdSupported }
+    /// True where `pidfd_open` works.
+    public func isActive() -> Bool { reaper.pidfdSupported }
 
     /// Stops polling; pending children go to a waiting thread that still reports them.
     public func close() {
@@ -108,8 +118,8 @@ public final class PidfdChildWatcher: ChildWatcher, @unchecked Sendable {
         }
         for (pid, watch) in all {
             let poll = watch.poll
-            watch.loop.runOnLoopThread { poll.value.close() }
-            OrphanReaper.adopt(pid, watch.registration)
+            poll.loop.execute { poll.value.close() }
+            reaper.adopt(pid, watch.registration)
         }
     }
 }

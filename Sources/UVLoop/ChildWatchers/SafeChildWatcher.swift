@@ -11,39 +11,30 @@ import Glibc
 /// - `addChildHandler` polls the pid at once: a child that already exited is reported
 ///   synchronously, on the calling thread. Other exits are reported on the attached loop.
 /// - `addChildHandler` with no attached loop throws `EventLoopError.childWatcherHasNoLoop`.
-public final class SafeChildWatcher: ChildWatcher, @unchecked Sendable {
-    private let core = MainLoopSIGCHLD()
+/// - `close()` detaches; children still pending are handed to a waiting thread that still
+///   reports them.
+public final class SafeChildWatcher: ChildWatcher {
+    private let sigchld: MainLoopSIGCHLD
 
     /// Creates a watcher; attach it to the main thread's loop (`setEventLoop` on the main thread does).
-    public init() {
-        core.onSIGCHLD = { [weak self] in self?.pollAll() }
-    }
+    public convenience init() { self.init(reaper: .system) }
+
+    /// A watcher over `reaper`'s kernel (tests use a fake one).
+    init(reaper: Reaper) { sigchld = MainLoopSIGCHLD(reaping: .registered, reaper: reaper) }
 
     /// Registers `callback` for `pid`'s exit and polls the pid at once: a child that already
     /// exited is reported synchronously, on the calling thread; later exits on the attached loop.
     /// - Throws: `EventLoopError.childWatcherHasNoLoop` when no loop is attached.
     public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
-        try core.register(pid, callback)
-        core.deliver(poll([pid]))
+        try sigchld.register(pid, callback)
     }
 
-    /// Removes the handler for `pid`: true if one was pending, false otherwise. The removed callback never runs.
     @discardableResult
-    public func removeChildHandler(_ pid: pid_t) -> Bool { core.removeChildHandler(pid) }
-    /// Attaches the watcher to `loop` (see the type's documentation for what it does with it).
-    public func attachLoop(_ loop: EventLoop?) { core.attachLoop(loop) }
-    /// True when the watcher can report exits now; spawning with an inactive watcher throws `EventLoopError.childWatcherNotActive`.
-    public func isActive() -> Bool { core.isActive() }
-    /// Releases the watcher; pending children are handed to a waiting thread that still reports them.
-    public func close() { core.close() }
+    public func removeChildHandler(_ pid: pid_t) -> Bool { sigchld.removeChildHandler(pid) }
+    public func attachLoop(_ loop: EventLoop?) { sigchld.attachLoop(loop) }
+    public func isActive() -> Bool { sigchld.isActive() }
+    public func close() { sigchld.close() }
 
-    private func pollAll() {
-        core.deliver(poll(nil))
-    }
-
-    /// Reaps `pids` (nil: every registered pid) that have exited and unregisters them.
-    private func poll(_ pids: [pid_t]?) -> [(ChildRegistration, pid_t, Int32)] {
-        let logger = core.logger
-        return core.state.withLock { Reaper.reapRegistered(pids, in: &$0.handlers, logger: logger) }
-    }
+    /// What a SIGCHLD on the attached loop runs (tests call it directly).
+    func reapPass() { sigchld.reapPass() }
 }

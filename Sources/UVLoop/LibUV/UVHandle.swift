@@ -11,7 +11,8 @@ class UVHandle {
     /// True once `close()` was called. Loop thread only.
     private(set) var isClosing = false
 
-    var handle: UnsafeMutablePointer<uv_handle_t> { raw.assumingMemoryBound(to: uv_handle_t.self) }
+    /// `raw` as the generic `uv_handle_t` every handle starts with.
+    var handlePointer: UnsafeMutablePointer<uv_handle_t> { raw.assumingMemoryBound(to: uv_handle_t.self) }
 
     /// Allocates the handle and runs `initialize` (the `uv_xxx_init` call) on it.
     /// - Parameter initializedOnFailure: true when `initialize` leaves the handle initialised even
@@ -32,7 +33,7 @@ class UVHandle {
             throw UVError(code: rc, operation: operation)
         }
         self.raw = raw
-        uv_handle_set_data(handle, Unmanaged.passUnretained(self).toOpaque())
+        uv_handle_set_data(handlePointer, Unmanaged.passUnretained(self).toOpaque())
     }
 
     /// Starts closing the handle. Idempotent. Loop thread only.
@@ -40,7 +41,7 @@ class UVHandle {
         guard !isClosing else { return }
         isClosing = true
         _ = Unmanaged.passRetained(self)
-        uv_close(handle, uvHandleCloseCallback)
+        uv_close(handlePointer, uvHandleCloseCallback)
     }
 
     /// Called from the close callback, before the memory is freed. Subclasses release what they hold.
@@ -52,18 +53,16 @@ class UVHandle {
 
     /// `uv_ref`/`uv_unref`: whether this handle alone keeps `uv_run` going.
     final var keepsLoopAlive: Bool {
-        get { uv_has_ref(handle) != 0 }
-        set { newValue ? uv_ref(handle) : uv_unref(handle) }
+        get { uv_has_ref(handlePointer) != 0 }
+        set { newValue ? uv_ref(handlePointer) : uv_unref(handlePointer) }
     }
-
-    final var isActive: Bool { uv_is_active(handle) != 0 }
 
     deinit {
         if !isClosing {
             // A wrapper dropped without close() would leave libuv with a dangling data pointer.
             // Detach it; the loop's close() walks and frees the orphaned handle.
-            uv_handle_set_data(handle, nil)
-            assertionFailure("UVHandle of type \(uv_handle_get_type(handle)) deallocated without close()")
+            uv_handle_set_data(handlePointer, nil)
+            assertionFailure("UVHandle of type \(uv_handle_get_type(handlePointer)) deallocated without close()")
         }
     }
 

@@ -19,14 +19,6 @@ final class UVPipe: UVStream {
         try UVError.check(uv_pipe_open(pipe, fileDescriptor), "uv_pipe_open(fd \(fileDescriptor))")
     }
 
-    /// The access mode of `fileDescriptor` (`O_RDONLY`, `O_WRONLY` or `O_RDWR`).
-    /// - Throws: `UVError.EBADF` for a descriptor that is not open.
-    static func accessMode(_ fileDescriptor: Int32) throws(UVError) -> Int32 {
-        let flags = fcntl(fileDescriptor, F_GETFL)
-        if flags < 0 { throw UVError(code: cuv_errno(), operation: "fcntl(fd \(fileDescriptor), F_GETFL)") }
-        return flags & O_ACCMODE
-    }
-
     /// Connects to the Unix socket at `path`; `completion` gets 0 or a negative libuv error
     /// (ENOENT, ECONNREFUSED, ECANCELED). libuv reports even immediate failures through it.
     /// - Precondition: `path` fits in `sun_path` (libuv 1.44 silently truncates longer paths, so

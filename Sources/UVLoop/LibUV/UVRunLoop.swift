@@ -19,18 +19,11 @@ final class UVRunLoop {
         pointer = loop
     }
 
-    enum Mode { case `default`, once, noWait }
-
-    /// Runs `uv_run`; returns true when handles or requests are still alive.
+    /// Runs `uv_run` (`UV_RUN_DEFAULT`) until `stop()` or until nothing keeps the loop alive;
+    /// returns true when handles or requests are still alive.
     @discardableResult
-    func run(_ mode: Mode) -> Bool {
-        let uvMode: uv_run_mode
-        switch mode {
-        case .default: uvMode = UV_RUN_DEFAULT
-        case .once: uvMode = UV_RUN_ONCE
-        case .noWait: uvMode = UV_RUN_NOWAIT
-        }
-        return uv_run(pointer, uvMode) != 0
+    func run() -> Bool {
+        uv_run(pointer, UV_RUN_DEFAULT) != 0
     }
 
     /// `uv_stop`: `run` returns after the current iteration.
@@ -38,9 +31,6 @@ final class UVRunLoop {
 
     /// The loop's cached clock, in milliseconds.
     var now: UInt64 { uv_now(pointer) }
-
-    /// Refreshes the loop's cached clock.
-    func updateTime() { uv_update_time(pointer) }
 
     /// Monotonic clock in nanoseconds (any thread).
     static func hrtime() -> UInt64 { uv_hrtime() }

@@ -83,13 +83,10 @@ class UVStream: UVHandle {
         try UVError.check(uv_accept(stream, client.stream), "uv_accept")
     }
 
-    /// Bytes queued in libuv's write queue.
-    final var writeQueueSize: Int { uv_stream_get_write_queue_size(stream) }
-
     /// The underlying descriptor, or nil before one exists.
     final var fileDescriptor: Int32? {
         var fd: uv_os_fd_t = -1
-        return uv_fileno(handle, &fd) == 0 ? fd : nil
+        return uv_fileno(handlePointer, &fd) == 0 ? fd : nil
     }
 
     override func didClose() {

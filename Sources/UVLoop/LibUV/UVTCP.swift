@@ -56,9 +56,7 @@ final class UVTCP: UVStream {
     /// SO_LINGER with a zero timeout: the next close sends RST instead of FIN and drops unsent
     /// data (what `uv_tcp_close_reset` does before its own `uv_close`).
     func setResetOnClose() {
-        guard let fd = fileDescriptor else { return }
-        var value = linger(l_onoff: 1, l_linger: 0)
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &value, socklen_t(MemoryLayout<linger>.size))
+        if let fd = fileDescriptor { Socket.setResetOnClose(fd) }
     }
 
     /// The bound address (`getsockname`), nil when unbound.

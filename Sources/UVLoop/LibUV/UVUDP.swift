@@ -32,7 +32,7 @@ final class UVUDP: UVHandle {
     /// SO_REUSEPORT on the socket (created by `init(family:)`).
     func setReusePort() throws(UVError) {
         var fd: uv_os_fd_t = -1
-        guard uv_fileno(handle, &fd) == 0 else { throw UVError(code: UV_EBADF.rawValue, operation: "setsockopt(SO_REUSEPORT)") }
+        guard uv_fileno(handlePointer, &fd) == 0 else { throw UVError(code: UV_EBADF.rawValue, operation: "setsockopt(SO_REUSEPORT)") }
         try Socket.setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)")
     }
 
@@ -106,12 +106,8 @@ final class UVUDP: UVHandle {
         }
     }
 
-    /// Datagrams queued in libuv, not yet sent.
-    var sendQueueCount: Int { uv_udp_get_send_queue_count(udp) }
-
     var localAddress: UVSocketAddress? { UVSocketAddress(querying: { uv_udp_getsockname(udp, $0, $1) }) }
     var peerAddress: UVSocketAddress? { UVSocketAddress(querying: { uv_udp_getpeername(udp, $0, $1) }) }
-
 
     override func didClose() {
         let hook = onClose

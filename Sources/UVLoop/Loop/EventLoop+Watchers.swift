@@ -1,6 +1,6 @@
 import Glibc
 
-/// Descriptor and signal watchers (asyncio's `add_reader`, `add_writer`, `add_signal_handler`).
+/// Descriptor and signal callbacks (asyncio's `add_reader`, `add_writer`, `add_signal_handler`).
 ///
 /// These are loop-thread operations: call them on the thread running the loop (from its callbacks
 /// and tasks), or from any thread while the loop does not run.
@@ -26,9 +26,9 @@ extension EventLoop {
     /// - Warning: Traps when called from another thread while the loop runs.
     @discardableResult
     public func removeReader(_ fd: Int32) -> Bool {
-        unwatch(fd, operation: "removeReader") { watcher in
-            defer { watcher.reader = nil }
-            return watcher.reader != nil
+        unwatch(fd, operation: "removeReader") { descriptor in
+            defer { descriptor.reader = nil }
+            return descriptor.reader != nil
         }
     }
 
@@ -43,25 +43,25 @@ extension EventLoop {
     /// - Warning: Traps when called from another thread while the loop runs.
     @discardableResult
     public func removeWriter(_ fd: Int32) -> Bool {
-        unwatch(fd, operation: "removeWriter") { watcher in
-            defer { watcher.writer = nil }
-            return watcher.writer != nil
+        unwatch(fd, operation: "removeWriter") { descriptor in
+            defer { descriptor.writer = nil }
+            return descriptor.writer != nil
         }
     }
 
-    /// The loop's watchers, created on first use.
-    private func makeWatchers() -> LoopWatchers {
-        if let loopWatchers { return loopWatchers }
-        let created = LoopWatchers()
-        loopWatchers = created
+    /// The loop's descriptor and signal callbacks, created on first use.
+    private func makeIOCallbacks() -> IOCallbacks {
+        if let ioCallbacks { return ioCallbacks }
+        let created = IOCallbacks()
+        ioCallbacks = created
         return created
     }
 
-    private func watch(_ fd: Int32, operation: String, _ set: (LoopWatchers.Descriptor) -> Void) throws {
-        try checkLoopThreadOperation()
+    private func watch(_ fd: Int32, operation: String, _ set: (IOCallbacks.DescriptorPoll) -> Void) throws {
+        try checkLoopThread()
         guard fd >= 0 else { throw UVError(code: UVError.EBADF.code, operation: "\(operation)(fd \(fd))") }
-        let watchers = makeWatchers()
-        if let existing = watchers.descriptors[fd] {
+        let callbacks = makeIOCallbacks()
+        if let existing = callbacks.descriptors[fd] {
             let before = (existing.reader, existing.writer)
             set(existing)
             do {
@@ -72,42 +72,53 @@ extension EventLoop {
             }
             return
         }
-        let poll = try UVPoll(loop: core, fileDescriptor: fd) { _, _ in }
-        let watcher = LoopWatchers.Descriptor(poll: poll)
-        poll.callback = { [weak watcher] status, events in watcher?.fire(status: status, events: events) }
-        set(watcher)
+        let poll = try UVPoll(loop: uvLoop, fileDescriptor: fd) { _, _ in }
+        let descriptor = IOCallbacks.DescriptorPoll(poll: poll)
+        poll.callback = { [weak descriptor] status, events in descriptor?.fire(status: status, events: events) }
+        set(descriptor)
         do {
-            try poll.start(watcher.events)
+            try poll.start(descriptor.events)
         } catch {
             poll.close()
             throw error
         }
-        watchers.descriptors[fd] = watcher
+        callbacks.descriptors[fd] = descriptor
     }
 
-    private func unwatch(_ fd: Int32, operation: String, _ clear: (LoopWatchers.Descriptor) -> Bool) -> Bool {
-        if isClosed { return false }
-        precondition(!isRunning || inLoopThread,
-                     "\(operation) must be called on the thread running the event loop (or while it does not run)")
-        guard let watchers = loopWatchers, let watcher = watchers.descriptors[fd] else {
+    private func unwatch(_ fd: Int32, operation: String, _ clear: (IOCallbacks.DescriptorPoll) -> Bool) -> Bool {
+        guard checkRemoval(operation), let callbacks = ioCallbacks, let descriptor = callbacks.descriptors[fd] else {
             return false
         }
-        let removed = clear(watcher)
-        let events = watcher.events
+        let removed = clear(descriptor)
+        let events = descriptor.events
         if events.isEmpty {
-            watchers.descriptors[fd] = nil
-            watcher.poll.close()
+            callbacks.descriptors[fd] = nil
+            descriptor.poll.close()
         } else {
             // Narrowing the event set of a live poll cannot fail for a descriptor it watches; if
             // the descriptor was closed meanwhile, stop watching it altogether.
             do {
-                try watcher.poll.start(events)
+                try descriptor.poll.start(events)
             } catch {
-                watchers.descriptors[fd] = nil
-                watcher.poll.close()
+                callbacks.descriptors[fd] = nil
+                descriptor.poll.close()
             }
         }
         return removed
+    }
+
+    /// The thread check of the `remove...` calls, which cannot throw: false on a closed loop
+    /// (nothing is registered any more); a trap, with its message, from another thread while the
+    /// loop runs.
+    private func checkRemoval(_ operation: String) -> Bool {
+        do {
+            try checkLoopThread()
+            return true
+        } catch .loopClosed {
+            return false
+        } catch {
+            fatalError("\(operation) must be called on the thread running the event loop (or while it does not run)")
+        }
     }
 
     // MARK: Signals
@@ -123,24 +134,24 @@ extension EventLoop {
     /// - Throws: `UVError.EINVAL` for a number outside 1...64, or for SIGKILL and SIGSTOP (which
     ///   cannot be caught); `UVError` from `uv_signal_start`; `EventLoopError.loopClosed`;
     ///   `EventLoopError.wrongThread` from another thread while the loop runs.
-    /// - Warning: When the last libuv watcher of a signal goes away, libuv restores its default
+    /// - Warning: When the last `uv_signal_t` of a signal goes away, libuv restores its default
     ///   action (SIGINT and SIGTERM then end the process again).
     public func addSignalHandler(_ signal: Int32, _ callback: @escaping () -> Void) throws {
-        try checkLoopThreadOperation()
+        try checkLoopThread()
         try Self.checkCatchable(signal)
-        let watchers = makeWatchers()
-        if let existing = watchers.signals[signal] {
+        let callbacks = makeIOCallbacks()
+        if let existing = callbacks.signals[signal] {
             existing.callback = { _ in callback() }
             return
         }
-        let handle = try UVSignal(loop: core) { _ in callback() }
+        let handle = try UVSignal(loop: uvLoop) { _ in callback() }
         do {
             try handle.start(signal)
         } catch {
             handle.close()
             throw error
         }
-        watchers.signals[signal] = handle
+        callbacks.signals[signal] = handle
     }
 
     /// Removes the handler of `signal`.
@@ -148,13 +159,10 @@ extension EventLoop {
     /// - Warning: Traps when called from another thread while the loop runs.
     @discardableResult
     public func removeSignalHandler(_ signal: Int32) -> Bool {
-        if isClosed { return false }
-        precondition(!isRunning || inLoopThread,
-                     "removeSignalHandler must be called on the thread running the event loop (or while it does not run)")
-        guard let watchers = loopWatchers,
-              let handle = watchers.signals.removeValue(forKey: signal) else { return false }
+        guard checkRemoval("removeSignalHandler"), let callbacks = ioCallbacks,
+              let handle = callbacks.signals.removeValue(forKey: signal) else { return false }
         handle.close()
-        // libuv resets a signal to SIG_DFL when its last watcher goes; SIGPIPE must stay ignored
+        // libuv resets a signal to SIG_DFL when its last handle goes; SIGPIPE must stay ignored
         // (ARCHITECTURE fact 8), or the next write to a closed socket would kill the process.
         if signal == SIGPIPE { System.ignoreSIGPIPEIfDefault() }
         return true

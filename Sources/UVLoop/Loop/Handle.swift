@@ -9,6 +9,9 @@ protocol ScheduledCallback: AnyObject {
 /// A callback scheduled with `callSoon` or `callSoonThreadsafe` (asyncio.Handle).
 ///
 /// `cancel()` may be called from any thread; a callback cancelled before the loop reaches it never runs.
+///
+/// `@unchecked Sendable`: `callback` (not `@Sendable` for `callSoon`) is immutable and only ever
+/// called on the loop's thread; `cancelled` is atomic.
 public final class Handle: ScheduledCallback, @unchecked Sendable {
     /// Run on the loop thread only. Immutable after init.
     let callback: () throws -> Void
@@ -28,6 +31,9 @@ public final class Handle: ScheduledCallback, @unchecked Sendable {
 }
 
 /// A callback scheduled with `callLater` or `callAt` (asyncio.TimerHandle).
+///
+/// `@unchecked Sendable`: as `Handle` (an immutable callback called on the loop's thread only,
+/// an atomic flag, immutable times).
 public final class TimerHandle: ScheduledCallback, @unchecked Sendable {
     /// Run on the loop thread only. Immutable after init.
     let callback: () throws -> Void

@@ -21,6 +21,9 @@ import Logging
 /// }
 /// setEventLoopPolicy(MyEventLoopPolicy())
 /// ```
+///
+/// `@unchecked Sendable` (an open class cannot be checked): its own state is the slot registry
+/// and the watcher, each behind its lock; subclasses restate the conformance and answer for theirs.
 open class DefaultEventLoopPolicy: EventLoopPolicy, @unchecked Sendable {
     private let slots = PolicySlotRegistry()
     private let watcher = LockedValue<(any ChildWatcher)?>(nil)

@@ -5,10 +5,13 @@
 /// it live on would leak those threads' slots and keep their loops alive. Instead the registry
 /// knows every slot it handed out and empties them when its policy goes away (`retire`), and a
 /// thread's slots leave their registries when the thread exits.
-final class PolicySlotRegistry: @unchecked Sendable {
-    private let lock = Lock()
-    private var slots: [ObjectIdentifier: PolicySlot] = [:]
-    private var retired = false
+final class PolicySlotRegistry: Sendable {
+    private struct Table: Sendable {
+        var slots: [ObjectIdentifier: PolicySlot] = [:]
+        var retired = false
+    }
+
+    private let table = LockedValue(Table())
 
     private static let threadSlots = ThreadLocal<ThreadSlots>()
 
@@ -17,61 +20,64 @@ final class PolicySlotRegistry: @unchecked Sendable {
         let mine = Self.threadSlots.get { ThreadSlots() }
         if let slot = mine.slot(in: self) { return slot }
         let slot = PolicySlot(registry: self)
-        lock.withLock { slots[ObjectIdentifier(slot)] = slot }
+        table.withLock { $0.slots[ObjectIdentifier(slot)] = slot }
         mine.add(slot)
         return slot
     }
 
     /// Whether the policy owning this registry is gone.
-    var isRetired: Bool { lock.withLock { retired } }
+    var isRetired: Bool { table.withLock { $0.retired } }
 
     /// Empties every slot (its thread may still be running): called when the policy goes away.
     /// Loops nobody else holds are released here, outside every lock.
     func retire() {
-        let all = lock.withLock {
-            retired = true
-            defer { slots.removeAll() }
-            return Array(slots.values)
+        let all = table.withLock { table in
+            table.retired = true
+            defer { table.slots.removeAll() }
+            return Array(table.slots.values)
         }
         for slot in all { _ = slot.empty() }
     }
 
     /// A thread that exits takes its slot out of the registry.
     fileprivate func remove(_ slot: PolicySlot) {
-        lock.withLock { _ = slots.removeValue(forKey: ObjectIdentifier(slot)) }
+        table.withLock { _ = $0.slots.removeValue(forKey: ObjectIdentifier(slot)) }
     }
 }
 
 /// One thread's slot in one policy. Read and written by its thread, emptied by `retire` from
 /// whichever thread releases the policy.
-final class PolicySlot: @unchecked Sendable {
+final class PolicySlot: Sendable {
+    private struct Contents: Sendable {
+        var loop: EventLoop?
+        var setCalled = false
+    }
+
     fileprivate let registry: PolicySlotRegistry
-    private let lock = Lock()
-    private var _loop: EventLoop?
-    private var _setCalled = false
+    private let contents = LockedValue(Contents())
 
     fileprivate init(registry: PolicySlotRegistry) { self.registry = registry }
 
     /// The thread's loop.
-    var loop: EventLoop? { lock.withLock { _loop } }
+    var loop: EventLoop? { contents.withLock { $0.loop } }
 
     /// True once `setEventLoop` was called on this thread (with any value, nil included).
-    var setCalled: Bool { lock.withLock { _setCalled } }
+    var setCalled: Bool { contents.withLock { $0.setCalled } }
 
     /// Records `setEventLoop(loop)`; the previous loop is released outside the lock.
     func set(_ loop: EventLoop?) {
-        _ = lock.withLock {
-            _setCalled = true
-            defer { _loop = loop }
-            return _loop
+        _ = contents.withLock { contents -> EventLoop? in
+            contents.setCalled = true
+            defer { contents.loop = loop }
+            return contents.loop
         }
     }
 
     /// Takes the loop out, for the caller to release outside the lock.
     fileprivate func empty() -> EventLoop? {
-        lock.withLock {
-            defer { _loop = nil }
-            return _loop
+        contents.withLock { contents -> EventLoop? in
+            defer { contents.loop = nil }
+            return contents.loop
         }
     }
 }

@@ -1,26 +1,7 @@
-#if os(Windows)
-/// The policy whose loops are libuv loops on Windows' select-style backend. Windows only.
-/// Child watchers do not exist on Windows: the watcher methods trap, like asyncio's
-/// NotImplementedError.
-public final class WindowsSelectorEventLoopPolicy: DefaultEventLoopPolicy, @unchecked Sendable {
-    public override func getChildWatcher() -> any ChildWatcher {
-        fatalError("WindowsSelectorEventLoopPolicy has no child watcher")
-    }
-    public override func setChildWatcher(_ watcher: (any ChildWatcher)?) {
-        fatalError("WindowsSelectorEventLoopPolicy has no child watcher")
-    }
-}
+// asyncio's Windows policies exist on Windows only. UVLoop runs on Linux (its child watchers and
+// spawn path are Linux's), so here both names are unavailable: using them is a clear compile
+// error naming the policy to use instead, as the contract asks.
 
-/// The policy whose loops are libuv loops on Windows' IOCP (proactor) backend. Windows only.
-public final class WindowsProactorEventLoopPolicy: DefaultEventLoopPolicy, @unchecked Sendable {
-    public override func getChildWatcher() -> any ChildWatcher {
-        fatalError("WindowsProactorEventLoopPolicy has no child watcher")
-    }
-    public override func setChildWatcher(_ watcher: (any ChildWatcher)?) {
-        fatalError("WindowsProactorEventLoopPolicy has no child watcher")
-    }
-}
-#else
 /// Windows only: asyncio's selector-loop policy for Windows. Not available on this platform.
 @available(*, unavailable, message: "WindowsSelectorEventLoopPolicy is available on Windows only; use DefaultEventLoopPolicy")
 public final class WindowsSelectorEventLoopPolicy {}
@@ -28,4 +9,3 @@ public final class WindowsSelectorEventLoopPolicy {}
 /// Windows only: asyncio's proactor-loop policy for Windows. Not available on this platform.
 @available(*, unavailable, message: "WindowsProactorEventLoopPolicy is available on Windows only; use DefaultEventLoopPolicy")
 public final class WindowsProactorEventLoopPolicy {}
-#endif

@@ -37,7 +37,7 @@ extension EventLoop {
             var bound: [SocketAddress] = []
             do {
                 for address in addresses {
-                    let listener = try UVTCP(loop: core, family: address.family)
+                    let listener = try UVTCP(loop: uvLoop, family: address.family)
                     listeners.append(listener)
                     if reusePort { try listener.setReusePort() }
                     // With several addresses and port 0, the later ones take the port the first got.
@@ -89,9 +89,9 @@ extension EventLoop {
     private func connect(to address: UVSocketAddress) async throws -> (StreamReader, StreamWriter) {
         try await onLoop {
             try checkLoopThread()
-            let handle = try UVTCP(loop: core)
-            let attempt = ConnectAttempt(handle)
-            try await attempt.run(on: self, describing: "connect(\(SocketAddress(address)))") { completion in
+            let handle = try UVTCP(loop: uvLoop)
+            let attempt = ConnectAttempt(handle, loop: self)
+            try await attempt.run(describing: "connect(\(SocketAddress(address)))") { completion in
                 try handle.connect(address, completion: completion)
             }
             return try StreamTransport.connectedTCP(loop: self, handle: handle).makeStreams()
@@ -112,7 +112,7 @@ extension EventLoop {
             let fd = try Socket.makeUnixListener(path: path)
             let listener: UVPipe
             do {
-                listener = try UVPipe(loop: core)
+                listener = try UVPipe(loop: uvLoop)
             } catch {
                 Glibc.close(fd)
                 throw error
@@ -139,9 +139,9 @@ extension EventLoop {
         try Socket.checkUnixPath(path, "connect")
         return try await onLoop {
             try checkLoopThread()
-            let handle = try UVPipe(loop: core)
-            let attempt = ConnectAttempt(handle)
-            try await attempt.run(on: self, describing: "connect(\"\(path)\")") { completion in
+            let handle = try UVPipe(loop: uvLoop)
+            let attempt = ConnectAttempt(handle, loop: self)
+            try await attempt.run(describing: "connect(\"\(path)\")") { completion in
                 handle.connect(path: path, completion: completion)
             }
             return try StreamTransport.connectedUnix(loop: self, handle: handle).makeStreams()
@@ -150,43 +150,46 @@ extension EventLoop {
 }
 
 /// One connect request awaited by a task: cancelling the task closes the handle (the request then
-/// completes with ECANCELED), and a failed attempt closes it too. Loop thread only.
-private final class ConnectAttempt: @unchecked Sendable {
-    let handle: UVStream
-    var finished = false
+/// completes with ECANCELED), and a failed attempt closes it too. Made and run on the loop thread.
+private final class ConnectAttempt: Sendable {
+    private struct Attempt {
+        let stream: UVStream
+        var finished = false
+    }
 
-    init(_ handle: UVStream) { self.handle = handle }
+    private let attempt: LoopBound<Attempt>
 
-    func run(on loop: EventLoop, describing operation: String,
-             _ start: (@escaping (Int32) -> Void) throws -> Void) async throws {
+    init(_ stream: UVStream, loop: EventLoop) { attempt = LoopBound(Attempt(stream: stream), loop: loop) }
+
+    func run(describing operation: String, _ start: (@escaping (Int32) -> Void) throws -> Void) async throws {
+        let loop = attempt.loop
         // On a closed loop the handle was closed with the loop: only report it.
         try loop.checkLoopThread()
         let status: Int32
         do {
             status = try await withTaskCancellationHandler {
                 try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Int32, any Error>) in
-                    guard loop.inLoopThread else {
-                        continuation.resume(throwing: EventLoopError.loopClosed)
-                        return
-                    }
                     do {
+                        try loop.checkLoopThread()
                         try start { status in continuation.resume(returning: status) }
                     } catch {
                         continuation.resume(throwing: error)
                     }
                 }
             } onCancel: {
-                loop.trySubmit { if !self.finished { self.handle.close() } }
+                loop.schedule { if !self.attempt.value.finished { self.attempt.value.stream.close() } }
             }
         } catch {
-            finished = true
-            if loop.inLoopThread { handle.close() }
+            if (try? loop.checkLoopThread()) != nil {
+                attempt.value.finished = true
+                attempt.value.stream.close()
+            }
             throw error
         }
-        finished = true
-        if !loop.inLoopThread { throw EventLoopError.loopClosed }
+        try loop.checkLoopThread()
+        attempt.value.finished = true
         guard status == 0 else {
-            handle.close()
+            attempt.value.stream.close()
             if Task.isCancelled { throw CancellationError() }
             if loop.isClosed { throw EventLoopError.loopClosed }
             throw UVError(code: status, operation: operation)

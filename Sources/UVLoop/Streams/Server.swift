@@ -9,7 +9,7 @@ import Synchronization
 ///
 /// - Warning: The server's state lives on its loop's thread; every method may be called from any
 ///   thread (calls from elsewhere are posted to the loop).
-public final class Server: @unchecked Sendable {
+public final class Server: Sendable {
     /// The bound port (the one the kernel chose when 0 was asked); 0 for a Unix-socket server.
     public let port: Int
     /// The listening addresses (one per address `host` resolved to), or the socket's path.
@@ -21,25 +21,30 @@ public final class Server: @unchecked Sendable {
     private let connectionCount = Atomic<Int>(0)
     /// Runs the handler tasks on the loop without serial isolation (see `LoopTaskExecutor`).
     private let taskExecutor: LoopTaskExecutor
-
-    // Loop thread only:
-    private var listeners: [UVStream]
-    private var openListeners: Int
-    private var closing = false
-    private var connections: [ObjectIdentifier: StreamTransport] = [:]
-    /// Handler tasks that have not returned yet.
-    private var runningHandlers = 0
-    private var closeWaiters: [UnsafeContinuation<Void, Never>] = []
     /// A Unix server's socket file, removed when the server closes if it is still ours.
     private let unixPath: String?
     private let unixIdentity: (device: UInt64, inode: UInt64)?
+
+    /// What only the loop's thread touches.
+    private struct State {
+        var listeners: [UVStream]
+        var openListeners: Int
+        var closing = false
+        var connections: [ObjectIdentifier: StreamTransport] = [:]
+        /// Handler tasks that have not returned yet.
+        var runningHandlers = 0
+        var closeWaiters: [UnsafeContinuation<Void, Never>] = []
+
+        var isFinished: Bool { closing && openListeners == 0 && connections.isEmpty && runningHandlers == 0 }
+    }
+
+    private let state: LoopBound<State>
 
     /// Takes over listening handles (bound, not yet listening). Loop thread.
     init(loop: EventLoop, listeners: [UVStream], port: Int, addresses: [SocketAddress],
          unixPath: String? = nil, handler: @escaping @Sendable (StreamReader, StreamWriter) async -> Void) {
         self.loop = loop
-        self.listeners = listeners
-        self.openListeners = listeners.count
+        self.state = LoopBound(State(listeners: listeners, openListeners: listeners.count), loop: loop)
         self.port = port
         self.addresses = addresses
         self.handler = handler
@@ -55,7 +60,7 @@ public final class Server: @unchecked Sendable {
 
     /// Starts listening on every handle. On failure, every handle is closed. Loop thread.
     func listen(backlog: Int32) throws(UVError) {
-        for listener in listeners {
+        for listener in state.value.listeners {
             do {
                 try listener.listen(backlog: backlog)
             } catch {
@@ -74,24 +79,20 @@ public final class Server: @unchecked Sendable {
     /// Stops listening: no new connection is accepted; those already accepted go on. A Unix
     /// server's socket file is removed. Idempotent; callable from any thread.
     public func close() {
-        if loop.inLoopThread {
-            closeListeners()
-        } else {
-            serving.store(false, ordering: .relaxed)
-            loop.trySubmit { self.closeListeners() }
-        }
+        serving.store(false, ordering: .relaxed)
+        loop.execute { self.closeListeners() }
     }
 
     /// Closes every accepted connection gracefully (each sends what it buffered first).
     /// Callable from any thread.
     public func closeClients() {
-        onLoopSoon { for transport in self.connections.values { transport.close() } }
+        loop.execute { for transport in self.state.value.connections.values { transport.close() } }
     }
 
     /// Closes every accepted connection at once (TCP connections are reset).
     /// Callable from any thread.
     public func abortClients() {
-        onLoopSoon { for transport in self.connections.values { transport.abort() } }
+        loop.execute { for transport in self.state.value.connections.values { transport.abort() } }
     }
 
     /// Waits until `close()` was called, the listeners are closed, every accepted connection has
@@ -99,30 +100,23 @@ public final class Server: @unchecked Sendable {
     /// have finished"). Returns at once when the loop is closed.
     public func waitClosed() async {
         try? await loop.onLoop {
-            guard loop.inLoopThread, !isFinished else { return }
+            try loop.checkLoopThread()
+            guard !state.value.isFinished else { return }
             await withUnsafeContinuation { continuation in
-                guard loop.inLoopThread else { return continuation.resume() }
-                closeWaiters.append(continuation)
+                guard (try? loop.checkLoopThread()) != nil else { return continuation.resume() }
+                state.value.closeWaiters.append(continuation)
             }
         }
-    }
-
-    private var isFinished: Bool {
-        closing && openListeners == 0 && connections.isEmpty && runningHandlers == 0
-    }
-
-    private func onLoopSoon(_ body: @escaping @Sendable () -> Void) {
-        if loop.inLoopThread { body() } else { loop.trySubmit(body) }
     }
 
     // MARK: Loop thread
 
     private func closeListeners() {
         serving.store(false, ordering: .relaxed)
-        guard !closing else { return }
-        closing = true
-        for listener in listeners { listener.close() }
-        listeners = []
+        guard !state.value.closing else { return }
+        state.value.closing = true
+        for listener in state.value.listeners { listener.close() }
+        state.value.listeners = []
         removeSocketFile()
     }
 
@@ -133,20 +127,20 @@ public final class Server: @unchecked Sendable {
     private func listenerDidClose() {
         // Also reached when the loop's close() closed the listener under us.
         serving.store(false, ordering: .relaxed)
-        if !closing {
-            closing = true
-            for listener in listeners where !listener.isClosing { listener.close() }
-            listeners = []
+        if !state.value.closing {
+            state.value.closing = true
+            for listener in state.value.listeners where !listener.isClosing { listener.close() }
+            state.value.listeners = []
             removeSocketFile()
         }
-        openListeners -= 1
+        state.value.openListeners -= 1
         resumeWaitersIfDone()
     }
 
     private func resumeWaitersIfDone() {
-        guard isFinished, !closeWaiters.isEmpty else { return }
-        let waiters = closeWaiters
-        closeWaiters = []
+        guard state.value.isFinished, !state.value.closeWaiters.isEmpty else { return }
+        let waiters = state.value.closeWaiters
+        state.value.closeWaiters = []
         for waiter in waiters { waiter.resume() }
     }
 
@@ -161,16 +155,16 @@ public final class Server: @unchecked Sendable {
         do {
             let transport: StreamTransport
             if listener is UVTCP {
-                let client = try UVTCP(loop: loop.core)
+                let client = try UVTCP(loop: loop.uvLoop)
                 do { try listener.accept(into: client) } catch { client.close(); throw error }
                 transport = try StreamTransport.connectedTCP(loop: loop, handle: client)
             } else {
-                let client = try UVPipe(loop: loop.core)
+                let client = try UVPipe(loop: loop.uvLoop)
                 do { try listener.accept(into: client) } catch { client.close(); throw error }
                 transport = try StreamTransport.connectedUnix(loop: loop, handle: client)
             }
             let id = ObjectIdentifier(transport)
-            connections[id] = transport
+            state.value.connections[id] = transport
             connectionCount.add(1, ordering: .relaxed)
             // Strong: the transport drops the hook when it closes, which every transport does (at
             // the latest when the loop closes). A weak reference would give the server a side
@@ -178,7 +172,7 @@ public final class Server: @unchecked Sendable {
             transport.onClosed = { [self] in connectionDidClose(id) }
             let (reader, writer) = transport.makeStreams()
             let handler = self.handler
-            runningHandlers += 1
+            state.value.runningHandlers += 1
             // The task's handle is dropped: nothing can cancel it (as in asyncio, closing the
             // server does not cancel handlers), which lets its waits skip cancellation handlers.
             Task(executorPreference: taskExecutor) {
@@ -196,12 +190,12 @@ public final class Server: @unchecked Sendable {
     }
 
     private func handlerDidReturn() {
-        runningHandlers -= 1
+        state.value.runningHandlers -= 1
         resumeWaitersIfDone()
     }
 
     private func connectionDidClose(_ id: ObjectIdentifier) {
-        guard connections.removeValue(forKey: id) != nil else { return }
+        guard state.value.connections.removeValue(forKey: id) != nil else { return }
         connectionCount.subtract(1, ordering: .relaxed)
         resumeWaitersIfDone()
     }

@@ -52,7 +52,7 @@ public final class StreamReader: Sendable, AsyncSequence {
             if let bytes = try transport.readNow(maxBytes) { return bytes }
             if maxBytes > 0 { return try await transport.waitForChunk(maxBytes) }
         }
-        return try await transport.onLoop { try await transport.read(maxBytes) }
+        return try await transport.loop.onLoop { try await transport.read(maxBytes) }
     }
 
     /// Reads exactly `count` bytes.
@@ -60,14 +60,14 @@ public final class StreamReader: Sendable, AsyncSequence {
     ///   partial bytes are consumed); `StreamError.invalidArgument` for a negative count; and what
     ///   `read` throws.
     public func readExactly(_ count: Int) async throws -> [UInt8] {
-        try await transport.onLoop { try await transport.readExactly(count) }
+        try await transport.loop.onLoop { try await transport.readExactly(count) }
     }
 
     /// Reads one line, through its `"\n"`; at end of file, the rest without one ([] when none).
     /// - Throws: `StreamError.limitOverrun` for a line longer than `limit` (the line is dropped
     ///   from the buffer); and what `read` throws.
     public func readLine() async throws -> [UInt8] {
-        try await transport.onLoop { try await transport.readLine() }
+        try await transport.loop.onLoop { try await transport.readLine() }
     }
 
     /// Reads through the first occurrence of `separator`, which is included.
@@ -76,7 +76,7 @@ public final class StreamReader: Sendable, AsyncSequence {
     ///   separator is not within `limit` bytes (the bytes stay buffered);
     ///   `StreamError.invalidArgument` for an empty separator; and what `read` throws.
     public func readUntil(_ separator: [UInt8]) async throws -> [UInt8] {
-        try await transport.onLoop { try await transport.readUntil(separator) }
+        try await transport.loop.onLoop { try await transport.readUntil(separator) }
     }
 
     /// True when end of file was received and every buffered byte has been read.
@@ -89,19 +89,14 @@ public final class StreamReader: Sendable, AsyncSequence {
     /// Buffered bytes stay readable; then reads return [] (EOF). Callable from any thread.
     public func close() {
         let transport = self.transport
-        if transport.loop.inLoopThread {
-            transport.close()
-        } else {
-            transport.loop.trySubmit { transport.close() }
-        }
+        transport.loop.execute { transport.close() }
     }
 
     // MARK: AsyncSequence
 
     public typealias Element = [UInt8]
 
-    /// Chunks of at most `chunkSize` bytes until end of file.
-    /// Reads chunks until end of file.
+    /// Reads chunks of at most `chunkSize` bytes until end of file.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let reader: StreamReader
         /// The largest chunk one step returns.

@@ -7,15 +7,15 @@ extension StreamTransport {
     /// - Throws: `EventLoopError.loopClosed`, `.wrongThread`, or `UVError` from `uv_pipe_open` /
     ///   `uv_read_start` (the descriptor then stays the caller's).
     static func openPipe(loop: EventLoop, fileDescriptor: Int32, reading: Bool) throws -> StreamTransport {
-        try loop.checkLoopThreadOperation()
+        try loop.checkLoopThread()
         if fileDescriptor < 0 { throw UVError(code: UVError.EBADF.code, operation: "uv_pipe_open(fd \(fileDescriptor))") }
         // Checked before libuv takes the descriptor, so that a failure leaves it to the caller.
-        let mode = try UVPipe.accessMode(fileDescriptor)
+        let mode = try System.accessMode(fileDescriptor)
         if mode == (reading ? O_WRONLY : O_RDONLY) {
             throw UVError(code: UVError.EBADF.code,
                           operation: "fd \(fileDescriptor) is not open for \(reading ? "reading" : "writing")")
         }
-        let pipe = try UVPipe(loop: loop.core)
+        let pipe = try UVPipe(loop: loop.uvLoop)
         do {
             try pipe.open(fileDescriptor)
         } catch {

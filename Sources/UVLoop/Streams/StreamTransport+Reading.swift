@@ -93,7 +93,7 @@ extension StreamTransport {
     /// asyncio's `_wait_for_data`: waits until something arrives, EOF, or an error. Resumes a
     /// paused transport first, or a read wanting more than the pause threshold would never finish.
     private func waitForData() async throws {
-        try checkOnLoop()
+        try loop.checkLoopThread()
         try checkNoOtherReader()
         if readingPaused {
             readingPaused = false
@@ -106,12 +106,12 @@ extension StreamTransport {
         } onCancel: {
             self.cancelReadWaiter(id)
         }
-        try checkOnLoop()
+        try loop.checkLoopThread()
     }
 
     /// Waits for a chunk of at most `maxBytes`; [] at EOF.
     func waitForChunk(_ maxBytes: Int) async throws -> [UInt8] {
-        try checkOnLoop()
+        try loop.checkLoopThread()
         try checkNoOtherReader()
         let id = makeWaiterID()
         let bytes = try await suspend { (continuation: UnsafeContinuation<[UInt8], any Error>) in
@@ -120,7 +120,7 @@ extension StreamTransport {
         } onCancel: {
             self.cancelReadWaiter(id)
         }
-        try checkOnLoop()
+        try loop.checkLoopThread()
         return bytes
     }
 
@@ -136,7 +136,7 @@ extension StreamTransport {
     // MARK: The read operations (loop thread; the faces hop here)
 
     func read(_ maxBytes: Int) async throws -> [UInt8] {
-        try checkOnLoop()
+        try loop.checkLoopThread()
         if let bytes = try readNow(maxBytes) { return bytes }
         if maxBytes < 0 { return try await readToEOF() }
         return try await waitForChunk(maxBytes)
@@ -157,7 +157,7 @@ extension StreamTransport {
     }
 
     private func readToEOF() async throws -> [UInt8] {
-        try checkOnLoop()
+        try loop.checkLoopThread()
         var result: [UInt8] = []
         while true {
             if let readError { throw readError }
@@ -176,7 +176,7 @@ extension StreamTransport {
     }
 
     func readExactly(_ count: Int) async throws -> [UInt8] {
-        try checkOnLoop()
+        try loop.checkLoopThread()
         if count < 0 { throw StreamError.invalidArgument("readExactly size can not be less than zero") }
         if let readError { throw readError }
         if count == 0 { return [] }
@@ -196,7 +196,7 @@ extension StreamTransport {
     }
 
     func readUntil(_ separator: [UInt8]) async throws -> [UInt8] {
-        try checkOnLoop()
+        try loop.checkLoopThread()
         if separator.isEmpty { throw StreamError.invalidArgument("Separator should be at least one-byte string") }
         if let readError { throw readError }
         var offset = 0
@@ -227,14 +227,14 @@ extension StreamTransport {
     }
 
     func readLine() async throws -> [UInt8] {
-        try checkOnLoop()
+        try loop.checkLoopThread()
         let separator: [UInt8] = [0x0A]
         do {
             return try await readUntil(separator)
         } catch StreamError.incompleteRead(let partial, _) {
             return partial
         } catch StreamError.limitOverrun(let consumed) {
-            try checkOnLoop()
+            try loop.checkLoopThread()
             // asyncio drops the overlong line (through its separator when it is there).
             if received.hasSeparator(separator, at: consumed) {
                 received.removeFirst(consumed + separator.count)

@@ -1,11 +1,15 @@
 /// The writing side. A write first tries the kernel directly (`uv_try_write`: no request, no
 /// copy); what it does not take is copied into a chunk handed to `uv_write`. While that chunk is in
 /// flight, later writes are coalesced into `pending`, sent as one chunk when it completes.
+/// `writeState` says what the side accepts and what happens once the chunk in flight is sent.
 /// Loop thread only.
 extension StreamTransport {
     func write(_ bytes: UnsafeRawBufferPointer) throws {
-        if let writeFailure { throw writeFailure }
-        if writeClosed { throw StreamError.closed }
+        switch writeState {
+        case .open: break
+        case .failed(let error): throw error
+        default: throw StreamError.closed
+        }
         guard bytes.count > 0 else { return }
         if inFlight == nil {
             let written = stream.tryWrite(bytes)
@@ -67,10 +71,14 @@ extension StreamTransport {
 
     /// Everything written has been handed to the kernel: a requested EOF or close can go ahead.
     private func flushed() {
-        if eofRequested && !shutdownInFlight { shutdownWrites() }
-        if closeAfterFlush && !shutdownInFlight {
-            closeAfterFlush = false
+        switch writeState {
+        case .eofPending:
+            shutdownWrites()
+        case .closePending:
+            writeState = .closed
             closeHandle()
+        default:
+            break
         }
     }
 
@@ -90,9 +98,10 @@ extension StreamTransport {
         guard !drainWaiters.isEmpty else { return }
         let waiters = drainWaiters
         drainWaiters = []
+        let failure = writeFailure
         for waiter in waiters {
-            if let writeFailure {
-                waiter.continuation.resume(throwing: writeFailure)
+            if let failure {
+                waiter.continuation.resume(throwing: failure)
             } else {
                 waiter.continuation.resume()
             }
@@ -100,7 +109,7 @@ extension StreamTransport {
     }
 
     func drain() async throws {
-        try checkOnLoop()
+        try loop.checkLoopThread()
         if try !mustWaitToDrain() { return }
         let id = makeWaiterID()
         try await suspend { (continuation: UnsafeContinuation<Void, any Error>) in
@@ -108,7 +117,7 @@ extension StreamTransport {
         } onCancel: {
             self.cancelDrainWaiter(id)
         }
-        try checkOnLoop()
+        try loop.checkLoopThread()
     }
 
     /// The checks of `drain()` that need no wait: throws the failure, or tells whether to wait.
@@ -127,36 +136,42 @@ extension StreamTransport {
     /// Half-closes after the buffered bytes are sent (TCP and Unix sockets: `shutdown(SHUT_WR)`);
     /// a pipe has no half-close, so its write end is closed instead. Idempotent.
     func writeEOF() throws {
-        if let writeFailure { throw writeFailure }
-        if eofRequested || closeRequested { return }
+        switch writeState {
+        case .open: break
+        case .failed(let error): throw error
+        default: return
+        }
         if kind == .pipe {
             close()
             return
         }
-        eofRequested = true
-        markWriteClosed()
+        writeState = .eofPending
         if inFlight == nil { shutdownWrites() }
     }
 
+    /// `uv_shutdown` for a pending EOF, once nothing is in flight.
     private func shutdownWrites() {
-        guard state == .open, !shutdownInFlight else { return }
-        eofRequested = false
-        shutdownInFlight = true
+        guard state == .open, case .eofPending = writeState else { return }
+        writeState = .shuttingDown(thenClose: false)
         do {
             try stream.shutdown { [self] status in
-                self.shutdownInFlight = false
+                // Closed, aborted or failed meanwhile: that path owns the state now.
+                guard case .shuttingDown(let thenClose) = writeState else { return }
                 // ENOTCONN/ECANCELED: the peer or the close got there first; nothing to report.
                 if status < 0 && status != UVError.ECANCELED.code && status != UVError.ENOTCONN.code {
-                    self.fail(UVError(code: status, operation: "shutdown"))
+                    fail(UVError(code: status, operation: "shutdown"))
                     return
                 }
-                if self.closeAfterFlush && self.inFlight == nil {
-                    self.closeAfterFlush = false
-                    self.closeHandle()
+                if thenClose {
+                    writeState = .closed
+                    closeHandle()
+                } else {
+                    writeState = .shutDown
                 }
             }
         } catch {
-            shutdownInFlight = false
+            // ENOTCONN: the connection is gone already; there is nothing left to half-close.
+            writeState = .shutDown
         }
     }
 

@@ -4,9 +4,11 @@ import Synchronization
 /// stream, the bytes received and not yet read, the bytes written and not yet sent, and the
 /// lifecycle. `StreamReader` and `StreamWriter` are its public faces.
 ///
-/// Confinement: every stored property except the atomics is touched only on the loop's thread
-/// (hence `@unchecked Sendable`); the faces hop there (`onLoop`) or post there (`loop.trySubmit`)
-/// before they touch anything. The libuv stream's callbacks capture the transport, so an open
+/// `@unchecked Sendable`: every stored property except the immutable ones and the atomics is
+/// confined to the loop's thread; the faces hop there (`loop.onLoop`) or post there
+/// (`loop.execute`) before they touch anything, and every async entry calls
+/// `loop.checkLoopThread()` (on the per-byte paths, so its fields are not boxed one by one in a
+/// `LoopBound`). The libuv stream's callbacks capture the transport, so an open
 /// transport stays alive until its handle closes (by `close()`, a fatal error, or `EventLoop.close()`
 /// walking every handle); the faces' `TransportLease` closes it when both are dropped.
 ///
@@ -28,6 +30,27 @@ final class StreamTransport: @unchecked Sendable {
         /// `uv_close` was called; the close callback has not run yet.
         case closing
         case closed
+    }
+
+    /// The write side's lifecycle: one state instead of a row of flags.
+    enum WriteState {
+        /// Writes are accepted.
+        case open
+        /// `writeEOF()`: writes are refused; `shutdown(SHUT_WR)` once the chunk in flight is sent.
+        case eofPending
+        /// `uv_shutdown` is in flight; `thenClose` when `close()` came meanwhile.
+        case shuttingDown(thenClose: Bool)
+        /// Half-closed: the shutdown completed (the connection stays open for reading).
+        case shutDown
+        /// `close()`: writes are refused; the handle closes once the chunk in flight is sent.
+        case closePending
+        /// Closed, or closing: writes throw `StreamError.closed`.
+        case closed
+        /// A write failed, the connection died or the loop closed under it: every later write and
+        /// drain throws this.
+        case failed(any Error)
+
+        var acceptsWrites: Bool { if case .open = self { return true } else { return false } }
     }
 
     /// A task waiting in a read.
@@ -73,18 +96,16 @@ final class StreamTransport: @unchecked Sendable {
 
     // MARK: Writing (loop thread)
 
+    /// Where the write side is; its other threads' mirror is `publishedWriteClosed`.
+    @exclusivity(unchecked) var writeState = WriteState.open {
+        didSet { if !writeState.acceptsWrites { publishedWriteClosed.store(true, ordering: .relaxed) } }
+    }
     /// The chunk handed to libuv (`uv_write` in flight), if any.
     @exclusivity(unchecked) var inFlight: ByteChunk?
     /// Bytes written while a chunk is in flight, sent when it completes.
     @exclusivity(unchecked) var pending: ByteChunk?
     /// An emptied chunk kept for reuse.
     var spare: ByteChunk?
-    @exclusivity(unchecked) var writeFailure: (any Error)?
-    /// `close()` or `writeEOF()` was called: further writes throw.
-    @exclusivity(unchecked) var writeClosed = false
-    var eofRequested = false
-    var shutdownInFlight = false
-    var closeAfterFlush = false
     var highWater = 64 * 1024
     var lowWater = 16 * 1024
     /// asyncio's "paused writing": set above `highWater`, cleared at or below `lowWater`.
@@ -140,21 +161,13 @@ final class StreamTransport: @unchecked Sendable {
     /// The byte count `drain()` looks at: in flight plus pending.
     var writeBufferSize: Int { (inFlight?.count ?? 0) + (pending?.count ?? 0) }
 
+    /// The error every later write and drain throws, once the write side failed.
+    var writeFailure: (any Error)? {
+        if case .failed(let error) = writeState { return error }
+        return nil
+    }
+
     // MARK: Running on the loop
-
-    /// Runs `body` on the loop's thread (see `EventLoop.onLoop`).
-    @inline(__always)
-    func onLoop<T>(_ body: () async throws -> T) async throws -> T {
-        try await loop.onLoop(body)
-    }
-
-    /// At the start of each async method and after each suspension: code resumed, or entered
-    /// after an executor switch, while the loop closed runs on the closed loop's fallback queue,
-    /// which must not touch the transport (see `EventLoop.onLoop`).
-    @inline(__always)
-    func checkOnLoop() throws {
-        if !loop.inLoopThread { throw EventLoopError.loopClosed }
-    }
 
     func makeWaiterID() -> UInt64 {
         nextWaiterID &+= 1
@@ -171,13 +184,13 @@ final class StreamTransport: @unchecked Sendable {
         if let owner = uncancellableTask, withUnsafeCurrentTask(body: { $0 == owner }) {
             return try await withUnsafeThrowingContinuation { continuation in
                 // (Checked again: entering an async function may have switched executors.)
-                guard loop.inLoopThread else { return continuation.resume(throwing: EventLoopError.loopClosed) }
+                do { try loop.checkLoopThread() } catch { return continuation.resume(throwing: error) }
                 store(continuation)
             }
         }
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<T, any Error>) in
-                guard loop.inLoopThread else { return continuation.resume(throwing: EventLoopError.loopClosed) }
+                do { try loop.checkLoopThread() } catch { return continuation.resume(throwing: error) }
                 if Task.isCancelled {
                     continuation.resume(throwing: CancellationError())
                     return
@@ -185,7 +198,7 @@ final class StreamTransport: @unchecked Sendable {
                 store(continuation)
             }
         } onCancel: {
-            loop.trySubmit(cancel)
+            loop.schedule(cancel)
         }
     }
 
@@ -196,13 +209,21 @@ final class StreamTransport: @unchecked Sendable {
     func close() {
         guard !closeRequested, state == .open else { return }
         closeRequested = true
-        markWriteClosed()
         stream.stopReading()
         readingPaused = false
-        if inFlight == nil && !shutdownInFlight {
+        switch writeState {
+        case .shuttingDown:
+            writeState = .shuttingDown(thenClose: true)
+        case .failed:
             closeHandle()
-        } else {
-            closeAfterFlush = true
+        default:
+            // A pending EOF needs no shutdown of its own: the close sends FIN after the bytes.
+            if inFlight != nil {
+                writeState = .closePending
+            } else {
+                writeState = .closed
+                closeHandle()
+            }
         }
     }
 
@@ -210,7 +231,7 @@ final class StreamTransport: @unchecked Sendable {
     func abort() {
         guard state == .open else { return }
         closeRequested = true
-        markWriteClosed()
+        if writeFailure == nil { writeState = .closed }
         pending?.removeAll()
         if let tcp = stream as? UVTCP { tcp.setResetOnClose() }
         closeHandle()
@@ -220,12 +241,11 @@ final class StreamTransport: @unchecked Sendable {
     /// later call sees `error`, and the handle is closed at once.
     func fail(_ error: any Error) {
         if readError == nil { readError = error }
-        if writeFailure == nil { writeFailure = error }
+        if writeFailure == nil { writeState = .failed(error) }
         wakeReader()
         resumeDrainWaiters()
         guard state == .open else { return }
         closeRequested = true
-        markWriteClosed()
         closeHandle()
     }
 
@@ -233,11 +253,6 @@ final class StreamTransport: @unchecked Sendable {
         guard state == .open else { return }
         state = .closing
         stream.close()
-    }
-
-    func markWriteClosed() {
-        writeClosed = true
-        publishedWriteClosed.store(true, ordering: .relaxed)
     }
 
     /// A face posted a close or EOF from another thread: later posted writes must throw, as they
@@ -252,11 +267,11 @@ final class StreamTransport: @unchecked Sendable {
         if !closeRequested {
             // The loop closed under us: whoever waits learns it.
             if readError == nil { readError = EventLoopError.loopClosed }
-            if writeFailure == nil { writeFailure = EventLoopError.loopClosed }
-        } else if readError == nil {
-            eof = true   // asyncio feeds EOF to the reader on connection_lost
+            if writeFailure == nil { writeState = .failed(EventLoopError.loopClosed) }
+        } else {
+            if readError == nil { eof = true }   // asyncio feeds EOF to the reader on connection_lost
+            if writeFailure == nil { writeState = .closed }
         }
-        markWriteClosed()
         wakeReader()
         resumeDrainWaiters()
         pending = nil
@@ -273,9 +288,9 @@ final class StreamTransport: @unchecked Sendable {
 
     /// Waits until the handle has closed. Loop thread.
     func waitClosed() async {
-        guard loop.inLoopThread, state != .closed else { return }
+        guard (try? loop.checkLoopThread()) != nil, state != .closed else { return }
         await withUnsafeContinuation { continuation in
-            guard loop.inLoopThread else { return continuation.resume() }
+            guard (try? loop.checkLoopThread()) != nil else { return continuation.resume() }
             closeWaiters.append(continuation)
         }
     }
@@ -292,6 +307,6 @@ final class TransportLease: Sendable {
     deinit {
         let transport = self.transport
         // False when the loop is closed: its close() closed the handle already.
-        transport.loop.trySubmit { transport.close() }
+        transport.loop.execute { transport.close() }
     }
 }

@@ -46,7 +46,7 @@ public final class StreamWriter: Sendable {
             return
         }
         if transport.publishedWriteClosed.load(ordering: .relaxed) { throw StreamError.closed }
-        let posted = transport.loop.trySubmit {
+        let posted = transport.loop.execute {
             // A failure here is stored by the transport; drain() and later writes throw it.
             try? bytes.withUnsafeBytes { try transport.write($0) }
         }
@@ -71,7 +71,7 @@ public final class StreamWriter: Sendable {
         let transport = self.transport
         // The common case, under the high-water mark on the loop thread: no async frame at all.
         if transport.loop.inLoopThread, try !transport.mustWaitToDrain() { return }
-        try await transport.onLoop { try await transport.drain() }
+        try await transport.loop.onLoop { try await transport.drain() }
     }
 
     /// Sends end of file after the buffered bytes (TCP and Unix sockets: `shutdown(SHUT_WR)`; the
@@ -84,7 +84,7 @@ public final class StreamWriter: Sendable {
             return
         }
         transport.markWriteClosedFromAnyThread()
-        if !transport.loop.trySubmit({ try? transport.writeEOF() }) { throw EventLoopError.loopClosed }
+        if !transport.loop.execute({ try? transport.writeEOF() }) { throw EventLoopError.loopClosed }
     }
 
     /// True: every stream supports `writeEOF` (a pipe by closing).
@@ -94,24 +94,16 @@ public final class StreamWriter: Sendable {
     /// callable from any thread. Await `waitClosed()` to know when it is closed.
     public func close() {
         let transport = self.transport
-        if transport.loop.inLoopThread {
-            transport.close()
-        } else {
-            transport.markWriteClosedFromAnyThread()
-            transport.loop.trySubmit { transport.close() }
-        }
+        if !transport.loop.inLoopThread { transport.markWriteClosedFromAnyThread() }
+        transport.loop.execute { transport.close() }
     }
 
     /// Closes at once, dropping buffered bytes; a TCP connection is reset (RST) rather than
     /// ended with FIN (asyncio's `transport.abort()`). Callable from any thread.
     public func abort() {
         let transport = self.transport
-        if transport.loop.inLoopThread {
-            transport.abort()
-        } else {
-            transport.markWriteClosedFromAnyThread()
-            transport.loop.trySubmit { transport.abort() }
-        }
+        if !transport.loop.inLoopThread { transport.markWriteClosedFromAnyThread() }
+        transport.loop.execute { transport.abort() }
     }
 
     /// True once `close()`, `abort()` or `writeEOF()` was called, or the stream failed or closed.
@@ -119,23 +111,23 @@ public final class StreamWriter: Sendable {
 
     /// Waits until the stream is closed (returns at once when the loop is closed).
     public func waitClosed() async {
-        try? await transport.onLoop { await transport.waitClosed() }
+        try? await transport.loop.onLoop { await transport.waitClosed() }
     }
 
     /// Sets the flow-control marks `drain()` uses (asyncio's `set_write_buffer_limits`): nil high
     /// means 64 KiB (or 4 × low), nil low means high / 4.
     /// - Throws: `StreamError.invalidArgument` unless high >= low >= 0.
     public func setWriteBufferLimits(high: Int? = nil, low: Int? = nil) async throws {
-        try await transport.onLoop {
-            try transport.checkOnLoop()
+        try await transport.loop.onLoop {
+            try transport.loop.checkLoopThread()
             try transport.setWriteBufferLimits(high: high, low: low)
         }
     }
 
     /// Bytes written but not yet handed to the kernel.
     public func writeBufferSize() async throws -> Int {
-        try await transport.onLoop {
-            try transport.checkOnLoop()
+        try await transport.loop.onLoop {
+            try transport.loop.checkLoopThread()
             return transport.writeBufferSize
         }
     }

@@ -5,7 +5,7 @@ import Glibc
 /// Thread-safe. The child is registered with the policy's child watcher; its exit is recorded
 /// once and resolves every `wait()`. A `ChildProcess` dropped while its child runs leaves no
 /// zombie: the watcher keeps it until the exit and reaps it.
-public final class ChildProcess: @unchecked Sendable {
+public final class ChildProcess: Sendable {
     /// The child's process id.
     public let pid: pid_t
 
@@ -16,7 +16,7 @@ public final class ChildProcess: @unchecked Sendable {
     /// The parent's end of the child's standard error, for `.pipe` (nil otherwise).
     public var stderr: StreamReader? { pipes.withLock { $0.stderr } }
 
-    struct Pipes {
+    struct Pipes: Sendable {
         var stdin: StreamWriter?
         var stdout: StreamReader?
         var stderr: StreamReader?
@@ -25,7 +25,7 @@ public final class ChildProcess: @unchecked Sendable {
     /// Set once, on the loop thread, right after the spawn.
     let pipes = LockedValue(Pipes())
 
-    private struct State {
+    private struct State: Sendable {
         var returnCode: Int32?
         var waiters: [UInt64: CheckedContinuation<Int32, any Error>] = [:]
         var nextWaiter: UInt64 = 0
@@ -35,9 +35,9 @@ public final class ChildProcess: @unchecked Sendable {
     /// never while holding it.
     private let state = LockedValue(State())
     /// How signals reach the child (through its pidfd for libuv-reaped children).
-    private let signaller: @Sendable (pid_t, Int32) throws -> Void
+    private let signaller: ChildSignaller
 
-    init(pid: pid_t, signaller: @escaping @Sendable (pid_t, Int32) throws -> Void = Reaper.signal) {
+    init(pid: pid_t, signaller: @escaping ChildSignaller = Reaper.system.signal) {
         self.pid = pid
         self.signaller = signaller
     }

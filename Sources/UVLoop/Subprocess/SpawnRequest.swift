@@ -1,6 +1,7 @@
 import Glibc
 
 /// A validated request to start a program: every string checked before anything is created.
+/// `SpawnRequest+Plan.swift` turns it into pipes and the `SpawnPlan` both spawners read.
 struct SpawnRequest: Sendable {
     let program: String
     /// argv, argv[0] included.

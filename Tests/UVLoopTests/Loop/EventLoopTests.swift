@@ -138,10 +138,10 @@ struct EventLoopLifecycleTests {
         let ran = Box(false)
         loop.callSoon { ran.value = true }
         loop.callLater(0.01) { ran.value = true }
-        #expect(loop.core.handleCount == 4)   // wake-up, drainer, deadline timer, its armer
+        #expect(loop.uvLoop.handleCount == 4)   // wake-up, drainer, deadline timer, its armer
         try loop.close()
         #expect(!ran.value)
-        #expect(loop.core.handleCount == 0)
+        #expect(loop.uvLoop.handleCount == 0)
     }
 
     @Test func timeIsMonotonicSeconds() throws {

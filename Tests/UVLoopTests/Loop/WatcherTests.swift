@@ -39,7 +39,7 @@ struct DescriptorWatcherTests {
         defer { close(mine); close(theirs) }
         let loop = try EventLoop()
         defer { try? loop.close() }
-        let handlesBefore = loop.core.handleCount
+        let handlesBefore = loop.uvLoop.handleCount
         let events = Box<[String]>([])
         try loop.addWriter(mine) {
             events.mutate { $0.append("writable") }
@@ -52,7 +52,7 @@ struct DescriptorWatcherTests {
         }
         try loop.addReader(mine) {}
         // Reader and writer of one descriptor share one uv_poll_t: two handles for two fds.
-        #expect(loop.core.handleCount == handlesBefore + 2)
+        #expect(loop.uvLoop.handleCount == handlesBefore + 2)
         try loop.runForever()
         #expect(events.value == ["writable", "readable"])
         #expect(loop.removeReader(theirs))
@@ -60,7 +60,7 @@ struct DescriptorWatcherTests {
         #expect(!loop.removeWriter(mine))
         loop.callSoon { loop.stop() }
         try loop.runForever()   // lets the closed polls' close callbacks run
-        #expect(loop.core.handleCount == handlesBefore)
+        #expect(loop.uvLoop.handleCount == handlesBefore)
     }
 
     @Test(.timeLimit(.minutes(1))) func addingAgainReplacesTheCallback() throws {

@@ -151,8 +151,8 @@ struct SubprocessTests {
         }
         // The watcher still reaps it: soon the pid is no child of ours (no zombie).
         let deadline = Date().addingTimeInterval(5)
-        while Reaper.isUnreapedChild(pid) && Date() < deadline { usleep(5_000) }
-        #expect(!Reaper.isUnreapedChild(pid))
+        while Reaper.system.isUnreapedChild(pid) && Date() < deadline { usleep(5_000) }
+        #expect(!Reaper.system.isUnreapedChild(pid))
     }
 
     @Test(.timeLimit(.minutes(1))) func anInactiveWatcherRefusesBeforeSpawning() throws {

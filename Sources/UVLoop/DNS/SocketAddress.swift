@@ -54,8 +54,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         port = native.port
     }
 
-    /// `127.0.0.1:8080`, `[::1]:8080`, or the Unix path.
-    /// `host:port`, `[host]:port` for IPv6, or the path.
+    /// `host:port` (`127.0.0.1:8080`), `[host]:port` for IPv6 (`[::1]:8080`), or the Unix path.
     public var description: String {
         switch family {
         case .ipv4: return "\(host):\(port)"

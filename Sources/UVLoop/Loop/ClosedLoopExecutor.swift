@@ -6,7 +6,7 @@ import Logging
 /// A task whose loop closed while it was suspended (sleeping, awaiting another task) would
 /// otherwise never resume, and whoever awaits it would hang. Its jobs run here instead, one at a
 /// time, so an actor bound to the closed loop still runs serially (but not on the loop's thread).
-final class ClosedLoopExecutor: SerialExecutor, TaskExecutor, @unchecked Sendable {
+final class ClosedLoopExecutor: SerialExecutor, TaskExecutor {
     static let shared = ClosedLoopExecutor()
 
     private let queue = DispatchQueue(label: "uvloop.closed-loop-jobs")

@@ -4,9 +4,8 @@ import Synchronization
 /// and the waiting `receive()`. Its handle's close hook keeps it alive until the handle has closed;
 /// the endpoint (the public face) closes it when dropped.
 ///
-/// Confinement: every stored property except the immutable ones and the atomic is touched only on
-/// the loop's thread (hence `@unchecked Sendable`).
-final class DatagramSocket: @unchecked Sendable {
+/// What only the loop's thread touches sits in `state`, a `LoopBound`.
+final class DatagramSocket: Sendable {
     /// The address the socket is bound to.
     let localAddress: SocketAddress
     /// The peer of a connected endpoint (`remoteAddress` given), else nil.
@@ -15,34 +14,37 @@ final class DatagramSocket: @unchecked Sendable {
     let maxQueuedDatagrams: Int
 
     let loop: EventLoop
-    private let handle: UVUDP
     private let closingFlag = Atomic<Bool>(false)
 
-    // Loop thread only:
-    private var queue: [Datagram] = []
-    private var queueHead = 0
-    private var pendingErrors: [any Error] = []
-    private var waiter: (id: UInt64, continuation: UnsafeContinuation<Datagram, any Error>)?
-    private var nextWaiterID: UInt64 = 0
-    private var receivingPaused = false
-    private var closeRequested = false
-    private var closed = false
-    private var closeWaiters: [UnsafeContinuation<Void, Never>] = []
+    private struct State {
+        let udp: UVUDP
+        var queue: [Datagram] = []
+        var queueHead = 0
+        var pendingErrors: [any Error] = []
+        var waiter: (id: UInt64, continuation: UnsafeContinuation<Datagram, any Error>)?
+        var nextWaiterID: UInt64 = 0
+        var receivingPaused = false
+        var closeRequested = false
+        var closed = false
+        var closeWaiters: [UnsafeContinuation<Void, Never>] = []
+    }
+
+    private let state: LoopBound<State>
 
     /// Takes over a bound (and possibly connected) handle and starts receiving. Loop thread.
-    init(loop: EventLoop, handle: UVUDP, maxQueuedDatagrams: Int) throws {
+    init(loop: EventLoop, udp: UVUDP, maxQueuedDatagrams: Int) throws {
         self.loop = loop
-        self.handle = handle
+        self.state = LoopBound(State(udp: udp), loop: loop)
         self.maxQueuedDatagrams = Swift.max(1, maxQueuedDatagrams)
-        localAddress = handle.localAddress.map(SocketAddress.init) ?? SocketAddress(unixPath: "")
-        remoteAddress = handle.peerAddress.map(SocketAddress.init)
+        localAddress = udp.localAddress.map(SocketAddress.init) ?? SocketAddress(unixPath: "")
+        remoteAddress = udp.peerAddress.map(SocketAddress.init)
         // The close hook holds the endpoint until the handle has closed.
-        handle.onClose = { self.didClose() }
-        handle.onDatagram = { [unowned(unsafe) self] bytes, address, truncated in
+        udp.onClose = { self.didClose() }
+        udp.onDatagram = { [unowned(unsafe) self] bytes, address, truncated in
             self.didReceive(Datagram(data: Array(bytes), address: address.map(SocketAddress.init), truncated: truncated))
         }
-        handle.onReceiveError = { [unowned(unsafe) self] error in self.report(error) }
-        try handle.startReceiving()
+        udp.onReceiveError = { [unowned(unsafe) self] error in self.report(error) }
+        try udp.startReceiving()
     }
 
     /// Sends `data` as one datagram to `address`, or to `remoteAddress` when nil.
@@ -59,7 +61,7 @@ final class DatagramSocket: @unchecked Sendable {
             return
         }
         if closingFlag.load(ordering: .relaxed) { throw StreamError.closed }
-        let posted = loop.trySubmit {
+        let posted = loop.execute {
             do { try self.sendOnLoop(data, to: address) } catch { self.report(error) }
         }
         if !posted { throw EventLoopError.loopClosed }
@@ -77,11 +79,7 @@ final class DatagramSocket: @unchecked Sendable {
     /// `StreamError.closed`. Idempotent; callable from any thread.
     func close() {
         closingFlag.store(true, ordering: .relaxed)
-        if loop.inLoopThread {
-            closeOnLoop()
-        } else {
-            loop.trySubmit { self.closeOnLoop() }
-        }
+        loop.execute { self.closeOnLoop() }
     }
 
     /// True once `close()` was called or the endpoint closed.
@@ -90,10 +88,11 @@ final class DatagramSocket: @unchecked Sendable {
     /// Waits until the socket is closed (returns at once when the loop is closed).
     func waitClosed() async {
         try? await loop.onLoop {
-            guard loop.inLoopThread, !closed else { return }
+            try loop.checkLoopThread()
+            guard !state.value.closed else { return }
             await withUnsafeContinuation { continuation in
-                guard loop.inLoopThread else { return continuation.resume() }
-                closeWaiters.append(continuation)
+                guard (try? loop.checkLoopThread()) != nil else { return continuation.resume() }
+                state.value.closeWaiters.append(continuation)
             }
         }
     }
@@ -101,7 +100,7 @@ final class DatagramSocket: @unchecked Sendable {
     // MARK: Loop thread
 
     private func sendOnLoop(_ data: [UInt8], to address: SocketAddress?) throws {
-        if closeRequested || closed { throw StreamError.closed }
+        if state.value.closeRequested || state.value.closed { throw StreamError.closed }
         var destination: UVSocketAddress?
         if let address {
             guard let native = address.native else {
@@ -115,7 +114,8 @@ final class DatagramSocket: @unchecked Sendable {
         } else if remoteAddress == nil {
             throw StreamError.invalidArgument("DatagramEndpoint.send: an address is needed on an unconnected endpoint")
         }
-        let sent = data.withUnsafeBytes { handle.trySend($0, to: destination) }
+        let udp = state.value.udp
+        let sent = data.withUnsafeBytes { udp.trySend($0, to: destination) }
         if sent >= 0 { return }
         guard sent == Int(UVError.EAGAIN.code) else {
             throw UVError(code: Int32(sent), operation: "send to \(address.map { "\($0)" } ?? "the remote address")")
@@ -125,7 +125,7 @@ final class DatagramSocket: @unchecked Sendable {
         let chunk = ByteChunk(capacity: data.count)
         data.withUnsafeBytes { chunk.append($0) }
         // Strong: libuv calls back once per send, ECANCELED at the latest when the handle closes.
-        try handle.send(chunk.bytes, to: destination) { [self] status in
+        try udp.send(chunk.bytes, to: destination) { [self] status in
             withExtendedLifetime(chunk) {}
             if status < 0 && status != UVError.ECANCELED.code {
                 report(UVError(code: status, operation: "send"))
@@ -135,88 +135,89 @@ final class DatagramSocket: @unchecked Sendable {
 
     private func receiveOnLoop() async throws -> Datagram {
         try loop.checkLoopThread()
-        if queueHead < queue.count { return dequeue() }
-        if !pendingErrors.isEmpty { throw pendingErrors.removeFirst() }
-        if closeRequested || closed { throw StreamError.closed }
-        if waiter != nil { throw StreamError.readInProgress }
-        nextWaiterID &+= 1
-        let id = nextWaiterID
+        if state.value.queueHead < state.value.queue.count { return dequeue() }
+        if !state.value.pendingErrors.isEmpty { throw state.value.pendingErrors.removeFirst() }
+        if state.value.closeRequested || state.value.closed { throw StreamError.closed }
+        if state.value.waiter != nil { throw StreamError.readInProgress }
+        state.value.nextWaiterID &+= 1
+        let id = state.value.nextWaiterID
         let datagram = try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Datagram, any Error>) in
-                guard loop.inLoopThread else { return continuation.resume(throwing: EventLoopError.loopClosed) }
+                do { try loop.checkLoopThread() } catch { return continuation.resume(throwing: error) }
                 if Task.isCancelled {
                     continuation.resume(throwing: CancellationError())
                     return
                 }
-                waiter = (id, continuation)
+                state.value.waiter = (id, continuation)
             }
         } onCancel: {
-            loop.trySubmit {
-                guard let waiter = self.waiter, waiter.id == id else { return }
-                self.waiter = nil
+            loop.schedule {
+                guard let waiter = self.state.value.waiter, waiter.id == id else { return }
+                self.state.value.waiter = nil
                 waiter.continuation.resume(throwing: CancellationError())
             }
         }
-        if !loop.inLoopThread { throw EventLoopError.loopClosed }
+        try loop.checkLoopThread()
         return datagram
     }
 
     private func dequeue() -> Datagram {
-        let datagram = queue[queueHead]
-        queueHead += 1
-        if queueHead == queue.count {
-            queue.removeAll(keepingCapacity: true)
-            queueHead = 0
-        } else if queueHead >= 256 && queueHead * 2 >= queue.count {
-            queue.removeFirst(queueHead)
-            queueHead = 0
+        let datagram = state.value.queue[state.value.queueHead]
+        state.value.queueHead += 1
+        let (count, head) = (state.value.queue.count, state.value.queueHead)
+        if head == count {
+            state.value.queue.removeAll(keepingCapacity: true)
+            state.value.queueHead = 0
+        } else if head >= 256 && head * 2 >= count {
+            state.value.queue.removeFirst(head)
+            state.value.queueHead = 0
         }
-        if receivingPaused && queue.count - queueHead < maxQueuedDatagrams / 2 {
-            receivingPaused = false
-            if !closeRequested && !closed { try? handle.startReceiving() }
+        if state.value.receivingPaused && state.value.queue.count - state.value.queueHead < maxQueuedDatagrams / 2 {
+            state.value.receivingPaused = false
+            if !state.value.closeRequested && !state.value.closed { try? state.value.udp.startReceiving() }
         }
         return datagram
     }
 
     private func didReceive(_ datagram: Datagram) {
-        if let waiter {
-            self.waiter = nil
+        if let waiter = state.value.waiter {
+            state.value.waiter = nil
             waiter.continuation.resume(returning: datagram)
             return
         }
-        queue.append(datagram)
-        if queue.count - queueHead >= maxQueuedDatagrams && !receivingPaused {
-            receivingPaused = true
-            handle.stopReceiving()
+        state.value.queue.append(datagram)
+        if state.value.queue.count - state.value.queueHead >= maxQueuedDatagrams && !state.value.receivingPaused {
+            state.value.receivingPaused = true
+            state.value.udp.stopReceiving()
         }
     }
 
     /// asyncio's `error_received`: the next `receive()` throws it.
     private func report(_ error: any Error) {
-        if let waiter {
-            self.waiter = nil
+        if let waiter = state.value.waiter {
+            state.value.waiter = nil
             waiter.continuation.resume(throwing: error)
         } else {
-            pendingErrors.append(error)
+            state.value.pendingErrors.append(error)
         }
     }
 
     private func closeOnLoop() {
-        guard !closeRequested, !closed else { return }
-        closeRequested = true
+        guard !state.value.closeRequested, !state.value.closed else { return }
+        state.value.closeRequested = true
         closingFlag.store(true, ordering: .relaxed)
-        handle.close()
+        state.value.udp.close()
     }
 
     private func didClose() {
-        closed = true
+        state.value.closed = true
         closingFlag.store(true, ordering: .relaxed)
-        if let waiter {
-            self.waiter = nil
-            waiter.continuation.resume(throwing: closeRequested ? StreamError.closed : EventLoopError.loopClosed)
+        if let waiter = state.value.waiter {
+            state.value.waiter = nil
+            waiter.continuation.resume(throwing: state.value.closeRequested ? StreamError.closed : EventLoopError.loopClosed)
         }
-        let waiters = closeWaiters
-        closeWaiters = []
+        let waiters = state.value.closeWaiters
+        state.value.closeWaiters = []
         for waiter in waiters { waiter.resume() }
     }
 }

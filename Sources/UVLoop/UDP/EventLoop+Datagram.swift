@@ -49,15 +49,15 @@ extension EventLoop {
         let family = locals?.first?.family ?? remotes!.first!.family
         return try await onLoop {
             try checkLoopThread()
-            let handle = try UVUDP(loop: core, family: family)
+            let udp = try UVUDP(loop: uvLoop, family: family)
             do {
-                if reusePort { try handle.setReusePort() }
-                if let local = locals?.first { try handle.bind(local, ipv6Only: false) }
-                if let remote = remotes?.first { try handle.connect(remote) }
-                if allowBroadcast { try handle.setBroadcast(true) }
-                return DatagramEndpoint(socket: try DatagramSocket(loop: self, handle: handle, maxQueuedDatagrams: maxQueuedDatagrams))
+                if reusePort { try udp.setReusePort() }
+                if let local = locals?.first { try udp.bind(local, ipv6Only: false) }
+                if let remote = remotes?.first { try udp.connect(remote) }
+                if allowBroadcast { try udp.setBroadcast(true) }
+                return DatagramEndpoint(socket: try DatagramSocket(loop: self, udp: udp, maxQueuedDatagrams: maxQueuedDatagrams))
             } catch {
-                handle.close()
+                udp.close()
                 throw error
             }
         }

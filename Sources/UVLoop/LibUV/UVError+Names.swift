@@ -1,28 +1,8 @@
 import CLibUV
 import Glibc
 
-/// An error reported by libuv or by a system call made on libuv's behalf.
-///
-/// `code` is libuv's negative error code (`UV_ENOENT`, ...); `name` is libuv's name for it
-/// (`"ENOENT"`). Two errors are equal when their codes are equal, whatever the operation, so
-/// callers can match them against the static members:
-///
-/// ```swift
-/// do { _ = try await createSubprocessExec("/no/such/program") }
-/// catch let error as UVError where error == .ENOENT { ... }
-/// ```
-public struct UVError: Error, CustomStringConvertible, Hashable, Sendable {
-    /// libuv's (negative) error code.
-    public let code: Int32
-    /// The operation that failed, such as `"uv_spawn"` or `"uv_tcp_bind"`.
-    public let operation: String
-
-    /// Creates an error from libuv's negative code (a positive errno value is negated).
-    public init(code: Int32, operation: String = "") {
-        self.code = code > 0 ? -code : code
-        self.operation = operation
-    }
-
+/// libuv's names and messages for `UVError`, and the codes callers match against.
+extension UVError: CustomStringConvertible {
     /// libuv's name for the code, such as `"ENOENT"`.
     public var name: String {
         let libuvName = withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
@@ -34,6 +14,7 @@ public struct UVError: Error, CustomStringConvertible, Hashable, Sendable {
         }
         return libuvName
     }
+
     /// libuv's message for the code, such as `"no such file or directory"`.
     public var message: String {
         withUnsafeTemporaryAllocation(of: CChar.self, capacity: 128) { buffer in
@@ -44,16 +25,6 @@ public struct UVError: Error, CustomStringConvertible, Hashable, Sendable {
     /// `"operation: NAME (message)"`.
     public var description: String {
         operation.isEmpty ? "\(name): \(message)" : "\(operation): \(name) (\(message))"
-    }
-
-    /// Equal when the codes are equal, whatever the operations.
-    public static func == (lhs: UVError, rhs: UVError) -> Bool { lhs.code == rhs.code }
-    /// Hashes the code only, as `==` compares it only.
-    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
-
-    /// Pattern match: `case UVError.ENOENT:` in a `catch` or `switch`.
-    public static func ~= (pattern: UVError, value: any Error) -> Bool {
-        (value as? UVError)?.code == pattern.code
     }
 
     /// Argument list too long.
@@ -106,13 +77,4 @@ public struct UVError: Error, CustomStringConvertible, Hashable, Sendable {
     public static let ESRCH = UVError(code: UV_ESRCH.rawValue)
     /// Connection timed out.
     public static let ETIMEDOUT = UVError(code: UV_ETIMEDOUT.rawValue)
-}
-
-extension UVError {
-    /// Returns `result` when it is not negative, else throws it as a `UVError` naming `operation`.
-    @inline(__always) @discardableResult
-    static func check(_ result: Int32, _ operation: @autoclosure () -> String) throws(UVError) -> Int32 {
-        if result < 0 { throw UVError(code: result, operation: operation()) }
-        return result
-    }
 }

@@ -1,4 +1,3 @@
-import CLibUV
 import Glibc
 
 /// The few socket system calls libuv 1.44 does not make for us: options it has no call for, and
@@ -13,10 +12,10 @@ enum Socket {
     static func checkUnixPath(_ path: String, _ operation: String) throws(UVError) {
         let bytes = path.utf8
         if bytes.isEmpty || bytes.contains(0) {
-            throw UVError(code: UV_EINVAL.rawValue, operation: "\(operation)(\"\(path)\")")
+            throw UVError(errno: EINVAL, operation: "\(operation)(\"\(path)\")")
         }
         if bytes.count > unixPathLimit {
-            throw UVError(code: UV_ENAMETOOLONG.rawValue,
+            throw UVError(errno: ENAMETOOLONG,
                           operation: "\(operation): path of \(bytes.count) bytes, at most \(unixPathLimit) fit in sun_path")
         }
     }
@@ -25,8 +24,15 @@ enum Socket {
     static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32, _ operation: String) throws(UVError) {
         var value = value
         if setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size)) != 0 {
-            throw UVError(code: cuv_errno(), operation: operation)
+            throw UVError.lastError(operation)
         }
+    }
+
+    /// SO_LINGER with a zero timeout: the next close sends RST instead of FIN and drops unsent
+    /// data (what `uv_tcp_close_reset` does before its own `uv_close`). Best effort.
+    static func setResetOnClose(_ fd: Int32) {
+        var value = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &value, socklen_t(MemoryLayout<linger>.size))
     }
 
     /// Creates a Unix stream socket bound to `path`, ready for `UVPipe.open` and `listen`.
@@ -42,10 +48,10 @@ enum Socket {
             Glibc.unlink(path)
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        if fd < 0 { throw UVError(code: cuv_errno(), operation: "socket(AF_UNIX)") }
+        if fd < 0 { throw UVError.lastError("socket(AF_UNIX)") }
         let rc = withUnixAddress(path) { bind(fd, $0, $1) }
         if rc != 0 {
-            let error = UVError(code: cuv_errno(), operation: "bind(\"\(path)\")")
+            let error = UVError.lastError("bind(\"\(path)\")")
             Glibc.close(fd)
             throw error
         }

@@ -24,8 +24,7 @@ public final class DatagramEndpoint: Sendable, AsyncSequence {
     deinit {
         // Dropped without close(): close it on its loop (false when the loop is closed, which
         // closed the handle already).
-        let socket = self.socket
-        socket.loop.trySubmit { socket.close() }
+        socket.close()
     }
 
     /// The address the socket is bound to.
@@ -73,7 +72,6 @@ public final class DatagramEndpoint: Sendable, AsyncSequence {
     public struct AsyncIterator: AsyncIteratorProtocol {
         let endpoint: DatagramEndpoint
 
-        /// The next datagram; nil once the endpoint is closed.
         /// The next datagram, or nil once the endpoint is closed.
         public mutating func next() async throws -> Datagram? {
             do {

@@ -10,6 +10,8 @@
 ///
 /// Jobs share the loop's ready queue (FIFO with callbacks, no allocation per job); on a closed loop
 /// they go to the fallback queue, as the loop's own jobs do.
+///
+/// `@unchecked Sendable`: `loop` is read and cleared under `lock` only.
 final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
     /// The loop, until its deinit clears it (guarded by `lock`). A task may outlive its loop (closed
     /// and released while the task slept); its jobs then go to the closed-loop fallback queue. Not

@@ -52,9 +52,9 @@ extension EventLoop {
         try await onLoop {
             try checkLoopThread()
             return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UVAddressInfo], any Error>) in
-                guard inLoopThread else { return continuation.resume(throwing: EventLoopError.loopClosed) }
                 do {
-                    try UVGetAddrInfo.resolve(loop: core, host: host, service: String(port), family: family,
+                    try checkLoopThread()
+                    try UVGetAddrInfo.resolve(loop: uvLoop, host: host, service: String(port), family: family,
                                               socketType: socketType, socketProtocol: 0, flags: flags) { result in
                         switch result {
                         case .success(let answers):

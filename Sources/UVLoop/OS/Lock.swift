@@ -5,6 +5,8 @@ import Glibc
 /// Used instead of `Synchronization.Mutex`, which on Linux takes priority-inheritance futexes
 /// (`FUTEX_LOCK_PI`): under contention from several producer threads on few cores its throughput
 /// collapsed by more than 10x in the cross-thread benchmark, and ThreadSanitizer cannot see it.
+///
+/// `@unchecked Sendable`: the mutex is the guard; the pointer to it never changes.
 final class Lock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
@@ -18,7 +20,7 @@ final class Lock: @unchecked Sendable {
         pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ADAPTIVE_NP))
         let rc = pthread_mutex_init(mutex, &attributes)
         pthread_mutexattr_destroy(&attributes)
-        precondition(rc == 0, "pthread_mutex_init failed: \(rc)")
+        if rc != 0 { fatalError("pthread_mutex_init failed: \(rc)") }
     }
 
     deinit {
@@ -37,8 +39,12 @@ final class Lock: @unchecked Sendable {
     }
 }
 
-/// A value guarded by a `Lock`.
-final class LockedValue<Value>: @unchecked Sendable {
+/// A value guarded by a `Lock` (SwiftNIO's `NIOLockedValueBox`).
+///
+/// `Sendable` only when the value is: the lock orders accesses, but a non-`Sendable` value (a
+/// libuv handle wrapper, a non-`Sendable` closure) handed out of `withLock` could still be used
+/// on two threads at once. Such values go in a `LoopBound` first.
+final class LockedValue<Value> {
     private let lock = Lock()
     private var value: Value
 
@@ -51,3 +57,6 @@ final class LockedValue<Value>: @unchecked Sendable {
         return try body(&value)
     }
 }
+
+/// The lock guards `value`; the box is as sendable as what it holds.
+extension LockedValue: @unchecked Sendable where Value: Sendable {}

@@ -1,9 +1,9 @@
-/// The descriptor and signal watchers of one loop (`addReader`, `addWriter`, `addSignalHandler`),
-/// created on first use. Touched only on the loop's thread. The handles themselves belong to the
-/// loop: `EventLoop.close()` closes them with every other handle.
-final class LoopWatchers {
+/// The descriptor and signal callbacks of one loop (`addReader`, `addWriter`,
+/// `addSignalHandler`), created on first use. Touched only on the loop's thread. The handles
+/// themselves belong to the loop: `EventLoop.close()` closes them with every other handle.
+final class IOCallbacks {
     /// One `uv_poll_t` per descriptor, shared by its reader and writer callbacks.
-    final class Descriptor {
+    final class DescriptorPoll {
         let poll: UVPoll
         var reader: (() -> Void)?
         var writer: (() -> Void)?
@@ -22,11 +22,11 @@ final class LoopWatchers {
         func fire(status: Int32, events: UVPoll.Events) {
             let failed = status < 0
             if failed || events.contains(.readable), let reader { reader() }
-            // The reader callback may have removed the writer, or the whole watcher.
+            // The reader callback may have removed the writer, or the whole poll.
             if failed || events.contains(.writable), !poll.isClosing, let writer { writer() }
         }
     }
 
-    var descriptors: [Int32: Descriptor] = [:]
+    var descriptors: [Int32: DescriptorPoll] = [:]
     var signals: [Int32: UVSignal] = [:]
 }

@@ -41,13 +41,8 @@ extension EventLoop: SerialExecutor, TaskExecutor {
 
     /// Traps unless called on the thread running this loop (`assumeIsolated` relies on it).
     public func checkIsolated() {
-        precondition(inLoopThread, "Expected to be on the thread running this EventLoop")
+        if !inLoopThread { fatalError("Expected to be on the thread running this EventLoop") }
     }
-}
-
-/// Holds `runUntilComplete`'s result; written and read on the loop thread only.
-private final class Outcome<T>: @unchecked Sendable {
-    var result: Result<T, any Error>?
 }
 
 extension EventLoop {
@@ -61,17 +56,18 @@ extension EventLoop {
     public func runUntilComplete<T: Sendable>(_ operation: sending @escaping () async throws -> T) throws -> T {
         try beginRun()
         defer { endRun() }
-        let outcome = Outcome<T>()
+        // Written by the task on this thread, read here once the run is over.
+        let outcome = LoopBound<Result<T, any Error>?>(nil, loop: self)
         Task(executorPreference: taskExecutor) {
             do {
-                outcome.result = .success(try await operation())
+                outcome.value = .success(try await operation())
             } catch {
-                outcome.result = .failure(error)
+                outcome.value = .failure(error)
             }
             self.stop()
         }
         runUntilStopped()
-        guard let result = outcome.result else { throw EventLoopError.stoppedBeforeComplete }
+        guard let result = outcome.value else { throw EventLoopError.stoppedBeforeComplete }
         return try result.get()
     }
 
@@ -80,7 +76,7 @@ extension EventLoop {
     /// - Warning: Traps with "Event loop is closed" on a closed loop.
     @discardableResult
     public func createTask<T: Sendable>(_ operation: sending @escaping () async throws -> T) -> Task<T, any Error> {
-        if isClosed { preconditionFailure("Event loop is closed") }
+        if isClosed { fatalError("Event loop is closed") }
         return Task(executorPreference: taskExecutor, operation: operation)
     }
 

@@ -1,0 +1,110 @@
+// CUVLoopOS: the Linux system calls UVLoop's OS layer makes that Swift's Glibc module does not
+// export as callable functions (variadic syscall(2), W* macros, _GNU_SOURCE-only declarations).
+// Every helper has the cos_ prefix, returns -errno on failure and keeps no state. Only
+// Sources/UVLoop/OS imports this module; libuv's own module is CLibUV.
+#ifndef CUVLOOPOS_SHIM_H
+#define CUVLOOPOS_SHIM_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#pragma clang assume_nonnull begin
+
+/// The kernel thread id of the calling thread.
+static inline pid_t cos_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
+/// True on the process's main thread (its thread id equals the process id).
+static inline int cos_is_main_thread(void) { return cos_gettid() == getpid(); }
+
+/// The process's environment (`environ`, declared by unistd.h only under _GNU_SOURCE).
+static inline char *_Nullable *_Nonnull cos_environ(void) {
+    extern char **environ;
+    return environ;
+}
+
+/// posix_spawn_file_actions_addchdir_np (glibc 2.29+), declared here because spawn.h shows it only
+/// under _GNU_SOURCE, which would change other system types this module shares with Swift's.
+extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *__restrict actions,
+                                                const char *__restrict path);
+
+// MARK: Wait statuses (the W* macros are not importable as such)
+
+static inline int cos_wifexited(int status) { return WIFEXITED(status); }
+static inline int cos_wexitstatus(int status) { return WEXITSTATUS(status); }
+static inline int cos_wifsignaled(int status) { return WIFSIGNALED(status); }
+static inline int cos_wtermsig(int status) { return WTERMSIG(status); }
+static inline int cos_wcoredump(int status) { return WCOREDUMP(status); }
+
+/// waitid(P_PID, pid, ..., options). Returns 0 or -errno; `*child_pid` is 0 when WNOHANG found no
+/// state change.
+static inline int cos_waitid_pid(pid_t pid, int options, pid_t *child_pid) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid(P_PID, (id_t)pid, &info, options) != 0) return -errno;
+    *child_pid = info.si_pid;
+    return 0;
+}
+
+/// waitpid with the status; returns the pid, 0, or -errno.
+static inline pid_t cos_waitpid(pid_t pid, int *status, int options) {
+    pid_t result = waitpid(pid, status, options);
+    return result < 0 ? -errno : result;
+}
+
+/// kill(2); returns 0 or -errno.
+static inline int cos_kill(pid_t pid, int sig) { return kill(pid, sig) == 0 ? 0 : -errno; }
+
+/// pidfd_open(2) (Linux 5.3+); returns a close-on-exec descriptor or -errno (-ENOSYS where unavailable).
+static inline int cos_pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+    long fd = syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : (int)fd;
+#else
+    return -ENOSYS;
+#endif
+}
+
+/// pidfd_send_signal(2) (Linux 5.1+); returns 0 or -errno.
+static inline int cos_pidfd_send_signal(int pidfd, int sig) {
+#ifdef SYS_pidfd_send_signal
+    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) == 0 ? 0 : -errno;
+#else
+    return -ENOSYS;
+#endif
+}
+
+/// Blocks until `fd` is readable (one poll(2)); returns 0, or -errno (EINTR included: the caller
+/// decides whether to retry).
+static inline int cos_wait_readable(int fd) {
+    struct pollfd entry = { .fd = fd, .events = POLLIN, .revents = 0 };
+    int ready = poll(&entry, 1, -1);
+    return ready < 0 ? -errno : 0;
+}
+
+/// True when `fd` is an open descriptor.
+static inline int cos_fd_is_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
+
+/// access(2) with X_OK; returns 0 or -errno.
+static inline int cos_access_executable(const char *path) { return access(path, X_OK) == 0 ? 0 : -errno; }
+
+/// 1 for a regular file, 0 otherwise (missing included).
+static inline int cos_is_regular_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/// pipe2(2) with O_CLOEXEC; returns 0 or -errno.
+static inline int cos_pipe_cloexec(int fds[_Nonnull 2]) { return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno; }
+
+#pragma clang assume_nonnull end
+
+#endif

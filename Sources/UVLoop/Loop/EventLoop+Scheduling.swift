@@ -1,0 +1,139 @@
+/// The ready queue: `callSoon`, `callSoonThreadsafe`, the cross-thread inbox, and running work in
+/// batches (ARCHITECTURE fact 7).
+extension EventLoop {
+    /// Schedules `callback` to run on the next loop iteration (asyncio's `call_soon`).
+    ///
+    /// From another thread it is routed like `callSoonThreadsafe`.
+    /// - Returns: a `Handle` that can cancel the callback.
+    /// - Warning: Traps with "Event loop is closed" on a closed loop.
+    @discardableResult
+    public func callSoon(_ callback: consuming @escaping () throws -> Void) -> Handle {
+        // `consume`: the handle takes the caller's reference to the closure context; without it
+        // the compiler retains the context here and releases it on return (two contended atomics
+        // per call when every thread posts the same closure).
+        let handle = Handle(consume callback)
+        if inLoopThread {
+            appendReady(.handle(handle))
+        } else {
+            if debug { logger.warning("callSoon called from a thread that does not run this loop; routed thread-safely") }
+            submitOrTrap(.handle(handle))
+        }
+        return handle
+    }
+
+    /// Schedules `callback` from any thread and wakes the loop (asyncio's `call_soon_threadsafe`).
+    /// - Returns: a `Handle` that can cancel the callback.
+    /// - Warning: Traps with "Event loop is closed" on a closed loop.
+    @discardableResult
+    public func callSoonThreadsafe(_ callback: consuming @escaping @Sendable () throws -> Void) -> Handle {
+        let handle = Handle(consume callback)
+        if inLoopThread {
+            appendReady(.handle(handle))
+        } else {
+            submitOrTrap(.handle(handle))
+        }
+        return handle
+    }
+
+    @inline(__always)
+    func appendReady(_ work: Work) {
+        ready.append(work)
+        if !drainerActive {
+            drainerActive = true
+            drainer.start()
+        }
+    }
+
+    func submitOrTrap(_ work: consuming Work) {
+        if !submitExternal(work) {
+            fatalError("Event loop is closed")
+        }
+    }
+
+    /// Queues `work` from any thread. Returns false when the loop is closed.
+    func submitExternal(_ work: consuming Work) -> Bool {
+        inboxLock.lock()
+        defer { inboxLock.unlock() }
+        if inboxClosed { return false }
+        inbox.append(work)
+        // Wake only on the empty -> non-empty transition; uv_async_send runs under the lock so
+        // that close() cannot free the handle in between.
+        if inbox.count == 1 { wakeup.send() }
+        return true
+    }
+
+    /// Moves cross-thread submissions into the ready queue. Loop thread.
+    func moveInbox() {
+        inboxLock.withLock { incoming.swapContents(with: inbox) }
+        guard !incoming.isEmpty else { return }
+        if ready.isEmpty {
+            ready.swapContents(with: incoming)
+        } else {
+            ready.append(movingFrom: incoming)
+        }
+        if !drainerActive {
+            drainerActive = true
+            drainer.start()
+        }
+    }
+
+    /// Runs the ready queue in batches (the idle handle's callback). Loop thread.
+    func runReady() {
+        let debugging = debug
+        var budget = Self.iterationBudget
+        repeat {
+            running.swapContents(with: ready)
+            budget -= running.count
+            running.drain { work in run(work, debugging: debugging) }
+        } while !ready.isEmpty && !stopping && budget > 0
+        if ready.isEmpty {
+            drainerActive = false
+            drainer.stop()
+        }
+    }
+
+    @inline(__always)
+    private func run(_ work: consuming Work, debugging: Bool) {
+        switch work {
+        case .handle(let handle):
+            if !handle.isCancelled { invoke(handle, debugging: debugging) }
+        case .timer(let timer):
+            if !timer.isCancelled { invoke(timer, debugging: debugging) }
+        case .job(let job):
+            job.runSynchronously(on: asUnownedSerialExecutor())
+        case .taskJob(let job):
+            job.runSynchronously(on: taskExecutor.asUnownedTaskExecutor())
+        case .schedule(let timer):
+            insertTimer(timer)
+        case .stop:
+            stopping = true
+            uvLoop.stop()
+        }
+    }
+
+    /// Runs a handle's callback; what it throws goes to the exception handler. Generic over the
+    /// two handle classes so that the callback is called in place, without copying the closure
+    /// (a retain and a release of its context per callback).
+    @inline(__always)
+    private func invoke(_ handle: some ScheduledCallback, debugging: Bool) {
+        if debugging {
+            let start = UVRunLoop.hrtime()
+            invokeCatching(handle)
+            let seconds = Double(UVRunLoop.hrtime() - start) / 1e9
+            if seconds >= slowCallbackDuration {
+                logger.warning("Executing a callback took \(seconds) seconds")
+            }
+        } else {
+            invokeCatching(handle)
+        }
+    }
+
+    @inline(__always)
+    private func invokeCatching(_ handle: some ScheduledCallback) {
+        do {
+            try handle.runCallback()
+        } catch {
+            callExceptionHandler(ExceptionContext(message: "Exception in callback", error: error))
+        }
+    }
+}
