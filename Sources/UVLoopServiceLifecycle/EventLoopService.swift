@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import UVLoop
 
 /// Runs event loops as a swift-service-lifecycle `Service`: one OS thread per loop, each loop set
@@ -8,10 +9,18 @@ import UVLoop
 /// or cancellation; then the loops stop, their threads end, and the loops close.
 ///
 /// ```swift
-/// let loops = try EventLoopService(loops: 2)
-/// let server = try await loops.loops[0] ... // schedule work on the loops
-/// let group = ServiceGroup(services: [loops], gracefulShutdownSignals: [.sigterm, .sigint],
-///                          logger: logger)
+/// let service = try EventLoopService(loops: 2)
+/// for loop in service.loops {
+///     // Work scheduled before `run()` starts once the loops run.
+///     loop.createTask {
+///         let server = try await loop.startServer(host: "127.0.0.1", port: 8080, reusePort: true) { reader, writer in
+///             while let chunk = try? await reader.read(65536), !chunk.isEmpty { try? writer.write(chunk) }
+///         }
+///         await server.waitClosed()
+///     }
+/// }
+/// let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint],
+///                          logger: Logger(label: "server"))
 /// try await group.run()
 /// ```
 ///
@@ -67,43 +76,42 @@ public final class EventLoopService: Service, Sendable {
 }
 
 /// Counts loop threads that have finished and wakes `run()` when all have.
-private final class Finished: @unchecked Sendable {
-    private let lock = DispatchSemaphore(value: 1)
-    private var remaining: Int
-    private var error: (any Error)?
-    private var waiter: CheckedContinuation<Void, any Error>?
+private final class Finished: Sendable {
+    private struct State {
+        var remaining: Int
+        var error: (any Error)?
+        var waiter: CheckedContinuation<Void, any Error>?
+    }
 
-    init(expected: Int) { remaining = expected }
+    private let state: Mutex<State>
+
+    init(expected: Int) { state = Mutex(State(remaining: expected)) }
 
     func record(_ error: any Error) {
-        lock.wait()
-        if self.error == nil { self.error = error }
-        lock.signal()
+        state.withLock { if $0.error == nil { $0.error = error } }
     }
 
     func arrive() {
-        lock.wait()
-        remaining -= 1
-        let resume = remaining == 0 ? waiter : nil
-        if resume != nil { waiter = nil }
-        let error = self.error
-        lock.signal()
-        if let resume {
-            if let error { resume.resume(throwing: error) } else { resume.resume() }
+        let (waiter, error) = state.withLock { state -> (CheckedContinuation<Void, any Error>?, (any Error)?) in
+            state.remaining -= 1
+            guard state.remaining == 0, let waiter = state.waiter else { return (nil, nil) }
+            state.waiter = nil
+            return (waiter, state.error)
         }
+        guard let waiter else { return }
+        if let error { waiter.resume(throwing: error) } else { waiter.resume() }
     }
 
     func wait() async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            lock.wait()
-            if remaining == 0 {
-                let error = self.error
-                lock.signal()
-                if let error { continuation.resume(throwing: error) } else { continuation.resume() }
-                return
+            let finished = state.withLock { state -> Result<Void, any Error>? in
+                guard state.remaining == 0 else {
+                    state.waiter = continuation
+                    return nil
+                }
+                return state.error.map { .failure($0) } ?? .success(())
             }
-            waiter = continuation
-            lock.signal()
+            if let finished { continuation.resume(with: finished) }
         }
     }
 }

@@ -61,3 +61,22 @@ struct EventLoopServiceTests {
         #expect(service.loops[0].isClosed)
     }
 }
+
+/// The `EventLoopService` documentation example, verbatim: compiled with the tests so the doc
+/// cannot drift from the API (never run: it would listen on port 8080 until SIGTERM).
+@available(*, deprecated, message: "compile check of a documentation example; not to be called")
+private func eventLoopServiceDocumentationExample() async throws {
+    let service = try EventLoopService(loops: 2)
+    for loop in service.loops {
+        // Work scheduled before `run()` starts once the loops run.
+        loop.createTask {
+            let server = try await loop.startServer(host: "127.0.0.1", port: 8080, reusePort: true) { reader, writer in
+                while let chunk = try? await reader.read(65536), !chunk.isEmpty { try? writer.write(chunk) }
+            }
+            await server.waitClosed()
+        }
+    }
+    let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint],
+                             logger: Logger(label: "server"))
+    try await group.run()
+}

@@ -175,6 +175,7 @@ func timerAndCallbackStorm(seconds: Double) throws -> (timers: Int, callbacks: I
     return counts.totals
 }
 
+/// `@unchecked Sendable`: every field is read and written under `lock`.
 final class Counts: @unchecked Sendable {
     private let lock = NSLock()
     private var timers = 0, callbacks = 0, isStopped = false
@@ -202,6 +203,7 @@ extension EventLoop {
     }
 }
 
+/// `@unchecked Sendable`: `value` is read and written under `lock`.
 final class ResultBox<T>: @unchecked Sendable {
     private var value: Result<T, any Error>?
     private let lock = NSLock()

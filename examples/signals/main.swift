@@ -12,7 +12,8 @@ struct Options: ParsableCommand {
 }
 let options = Options.parseOrExit()
 
-/// State touched only on the loop's thread (the handlers and timers all run there).
+/// State touched only on the loop's thread (the handlers and timers all run there): that is what
+/// guards it, hence `@unchecked Sendable`.
 final class Worker: @unchecked Sendable {
     let loop: EventLoop
     var ticks = 0

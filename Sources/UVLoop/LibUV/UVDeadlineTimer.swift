@@ -30,7 +30,10 @@ final class UVDeadlineTimer: UVHandle {
             cuv_timerfd_clear(timer.fileDescriptor)
             timer.callback()
         }
-        precondition(rc == 0, "uv_poll_start on a new timerfd failed: \(rc)")
+        if rc != 0 {
+            close()   // the descriptor goes in the close callback (didClose)
+            throw UVError(code: rc, operation: "uv_poll_start(timerfd)")
+        }
     }
 
     /// Fires once when the monotonic clock (`UVRunLoop.hrtime()`) reaches `deadline` nanoseconds;
@@ -38,7 +41,8 @@ final class UVDeadlineTimer: UVHandle {
     func arm(at deadline: UInt64) {
         // 0 would disarm: the earliest expiry that still fires is 1 ns.
         let rc = cuv_timerfd_arm(fileDescriptor, max(deadline, 1))
-        precondition(rc == 0, "timerfd_settime failed: \(UVError(code: rc, operation: "timerfd_settime"))")
+        // Fails only for a bad descriptor or value, neither of which can happen here.
+        if rc != 0 { fatalError("timerfd_settime failed: \(UVError(code: rc, operation: "timerfd_settime"))") }
     }
 
     /// The poll handle has closed: the descriptor can go.

@@ -23,7 +23,7 @@ struct ByteQueue {
 
     /// Removes and returns the first `n` bytes (`n <= count`).
     mutating func take(_ n: Int) -> [UInt8] {
-        precondition(n >= 0 && n <= count)
+        if n < 0 || n > count { fatalError("ByteQueue.take(\(n)) with \(count) bytes queued") }
         if head == 0 && n == storage.count && n * 2 >= storage.capacity {
             // Hand the whole array over instead of copying it.
             defer { storage = [] }
@@ -42,7 +42,7 @@ struct ByteQueue {
 
     /// Drops the first `n` bytes.
     mutating func removeFirst(_ n: Int) {
-        precondition(n >= 0 && n <= count)
+        if n < 0 || n > count { fatalError("ByteQueue.removeFirst(\(n)) with \(count) bytes queued") }
         head += n
         if head == storage.count {
             storage.removeAll(keepingCapacity: storage.capacity <= Self.retainedCapacity)

@@ -89,12 +89,12 @@ extension EventLoop {
     private func connect(to address: UVSocketAddress) async throws -> (StreamReader, StreamWriter) {
         try await onLoop {
             try checkLoopThread()
-            let handle = try UVTCP(loop: uvLoop)
-            let attempt = ConnectAttempt(handle, loop: self)
+            let tcp = try UVTCP(loop: uvLoop)
+            let attempt = ConnectAttempt(tcp, loop: self)
             try await attempt.run(describing: "connect(\(SocketAddress(address)))") { completion in
-                try handle.connect(address, completion: completion)
+                try tcp.connect(address, completion: completion)
             }
-            return try StreamTransport.connectedTCP(loop: self, handle: handle).makeStreams()
+            return try StreamTransport.connectedTCP(loop: self, tcp: tcp).makeStreams()
         }
     }
 
@@ -139,12 +139,12 @@ extension EventLoop {
         try Socket.checkUnixPath(path, "connect")
         return try await onLoop {
             try checkLoopThread()
-            let handle = try UVPipe(loop: uvLoop)
-            let attempt = ConnectAttempt(handle, loop: self)
+            let pipe = try UVPipe(loop: uvLoop)
+            let attempt = ConnectAttempt(pipe, loop: self)
             try await attempt.run(describing: "connect(\"\(path)\")") { completion in
-                handle.connect(path: path, completion: completion)
+                pipe.connect(path: path, completion: completion)
             }
-            return try StreamTransport.connectedUnix(loop: self, handle: handle).makeStreams()
+            return try StreamTransport.connectedUnix(loop: self, pipe: pipe).makeStreams()
         }
     }
 }

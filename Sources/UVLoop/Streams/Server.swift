@@ -157,11 +157,11 @@ public final class Server: Sendable {
             if listener is UVTCP {
                 let client = try UVTCP(loop: loop.uvLoop)
                 do { try listener.accept(into: client) } catch { client.close(); throw error }
-                transport = try StreamTransport.connectedTCP(loop: loop, handle: client)
+                transport = try StreamTransport.connectedTCP(loop: loop, tcp: client)
             } else {
                 let client = try UVPipe(loop: loop.uvLoop)
                 do { try listener.accept(into: client) } catch { client.close(); throw error }
-                transport = try StreamTransport.connectedUnix(loop: loop, handle: client)
+                transport = try StreamTransport.connectedUnix(loop: loop, pipe: client)
             }
             let id = ObjectIdentifier(transport)
             state.value.connections[id] = transport

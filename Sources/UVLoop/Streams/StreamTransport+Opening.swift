@@ -29,20 +29,20 @@ extension StreamTransport {
     }
 
     /// A transport over a connected TCP handle (accepted or connected), with Nagle off.
-    static func connectedTCP(loop: EventLoop, handle: UVTCP) throws -> StreamTransport {
-        handle.setNoDelay(true)
-        let transport = StreamTransport(loop: loop, stream: handle, kind: .tcp,
-                                        localAddress: handle.localAddress.map(SocketAddress.init),
-                                        peerAddress: handle.peerAddress.map(SocketAddress.init))
+    static func connectedTCP(loop: EventLoop, tcp: UVTCP) throws -> StreamTransport {
+        tcp.setNoDelay(true)
+        let transport = StreamTransport(loop: loop, stream: tcp, kind: .tcp,
+                                        localAddress: tcp.localAddress.map(SocketAddress.init),
+                                        peerAddress: tcp.peerAddress.map(SocketAddress.init))
         try transport.start(reading: true)
         return transport
     }
 
     /// A transport over a connected Unix-socket handle.
-    static func connectedUnix(loop: EventLoop, handle: UVPipe) throws -> StreamTransport {
-        let transport = StreamTransport(loop: loop, stream: handle, kind: .unix,
-                                        localAddress: handle.localPath.map { SocketAddress(unixPath: $0) },
-                                        peerAddress: handle.peerPath.map { SocketAddress(unixPath: $0) })
+    static func connectedUnix(loop: EventLoop, pipe: UVPipe) throws -> StreamTransport {
+        let transport = StreamTransport(loop: loop, stream: pipe, kind: .unix,
+                                        localAddress: pipe.localPath.map { SocketAddress(unixPath: $0) },
+                                        peerAddress: pipe.peerPath.map { SocketAddress(unixPath: $0) })
         try transport.start(reading: true)
         return transport
     }
