@@ -14,10 +14,19 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #pragma clang assume_nonnull begin
+
+// MARK: Socket types and flags (glibc declares them as an enum that Swift's Glibc module does not
+// export in every build configuration; these constants always import)
+
+static const int cos_sock_stream = SOCK_STREAM;
+static const int cos_sock_nonblock = SOCK_NONBLOCK;
+static const int cos_sock_cloexec = SOCK_CLOEXEC;
 
 /// The kernel thread id of the calling thread.
 static inline pid_t cos_gettid(void) { return (pid_t)syscall(SYS_gettid); }

@@ -1,3 +1,4 @@
+import CUVLoopOS
 import Glibc
 
 /// The few socket system calls libuv 1.44 does not make for us: options it has no call for, and
@@ -47,7 +48,7 @@ enum Socket {
         if isSocketFile(path) && !hasListener(path) {
             Glibc.unlink(path)
         }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, cos_sock_stream | cos_sock_cloexec, 0)
         if fd < 0 { throw UVError.lastError("socket(AF_UNIX)") }
         let rc = withUnixAddress(path) { bind(fd, $0, $1) }
         if rc != 0 {
@@ -67,7 +68,7 @@ enum Socket {
     /// True when something accepts connections on the Unix socket at `path` (a non-blocking
     /// connect succeeds, or finds the backlog full).
     static func hasListener(_ path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, cos_sock_stream | cos_sock_nonblock | cos_sock_cloexec, 0)
         guard fd >= 0 else { return true }   // cannot tell: assume live, never remove it
         defer { Glibc.close(fd) }
         let rc = withUnixAddress(path) { connect(fd, $0, $1) }
