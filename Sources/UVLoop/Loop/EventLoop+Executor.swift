@@ -73,21 +73,142 @@ extension EventLoop {
 
     /// Starts `operation` as a task running on this loop (asyncio's `create_task`). It starts when
     /// the loop runs.
-    /// - Warning: Traps with "Event loop is closed" on a closed loop.
+    ///
+    /// A task that ends with an error (other than `CancellationError`) when no handle to it is
+    /// left, so that nobody can ever read the error, is reported to the exception handler ("Task
+    /// exception was never retrieved", as asyncio does when such a task is garbage-collected):
+    /// a fire-and-forget task that throws is never silent. A task whose handle is still held when
+    /// it ends is not reported (its error may still be read).
+    /// - Returns: the task; on a closed loop, a task that throws `EventLoopError.loopClosed`
+    ///   (`operation` never runs).
     @discardableResult
     public func createTask<T: Sendable>(_ operation: sending @escaping () async throws -> T) -> Task<T, any Error> {
-        if isClosed { fatalError("Event loop is closed") }
-        return Task(executorPreference: taskExecutor, operation: operation)
-    }
-
-    /// Runs blocking `work` on a worker thread and resumes the caller with its result (asyncio's
-    /// `run_in_executor(None, ...)`). The loop thread is never blocked.
-    /// - Throws: what `work` throws.
-    public func runInExecutor<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try work() })
+        if isClosed { return Task { throw EventLoopError.loopClosed } }
+        let registry = tasks
+        let id = registry.reserveID()
+        let task = Task(executorPreference: taskExecutor) {
+            do {
+                let value = try await operation()
+                registry.finished(id)
+                return value
+            } catch {
+                if let entry = registry.finished(id), !(error is CancellationError) {
+                    self.reportIfNeverRetrieved(entry, error)
+                }
+                throw error
             }
         }
+        registry.register(id, TypedLoopTask(task: task))
+        return task
+    }
+
+    /// Reports `error` once the task has ended (in a later batch) if no handle to it is left.
+    private func reportIfNeverRetrieved(_ entry: any LoopTask, _ error: any Error) {
+        schedule {
+            guard entry.isUnreferenced else { return }
+            self.callExceptionHandler(ExceptionContext(message: "Task exception was never retrieved", error: error))
+        }
+    }
+
+    /// Runs blocking `work` on a worker thread of the loop's default executor and resumes the
+    /// caller with its result (asyncio's `run_in_executor(None, ...)`). See
+    /// `runInExecutor(_:_:)`.
+    public func runInExecutor<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await runInExecutor(nil, work)
+    }
+
+    /// Runs blocking `work` on a worker thread of `executor` (nil: the loop's default executor)
+    /// and resumes the caller with its result (asyncio's `run_in_executor`). The loop's thread is
+    /// never blocked.
+    ///
+    /// Cancelling the awaiting task returns at once with `CancellationError`; `work` itself is not
+    /// interrupted (a thread cannot be), it finishes in the background and its result is dropped.
+    /// - Throws: what `work` throws; `CancellationError`; `EventLoopError.executorShutDown` when
+    ///   the executor was shut down; `EventLoopError.loopClosed` on a closed loop (for the
+    ///   default executor); `UVError.EAGAIN` when no worker thread can be started.
+    public func runInExecutor<T: Sendable>(_ executor: ThreadPoolExecutor?,
+                                           _ work: @escaping @Sendable () throws -> T) async throws -> T {
+        let pool = try executor ?? defaultExecutor()
+        try Task.checkCancellation()
+        let outcome = OnceContinuation<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                outcome.set(continuation)
+                do {
+                    try pool.submit { outcome.resume(with: Result { try work() }) }
+                } catch {
+                    outcome.resume(with: .failure(error))
+                }
+            }
+        } onCancel: {
+            outcome.resume(with: .failure(CancellationError()))
+        }
+    }
+
+    /// Makes `executor` the one `runInExecutor(nil, ...)` uses (asyncio's `set_default_executor`);
+    /// nil goes back to the loop's built-in pool. The executor replaced is not shut down (asyncio
+    /// leaves that to its owner too); the built-in pool is shut down when the loop closes.
+    public func setDefaultExecutor(_ executor: ThreadPoolExecutor?) {
+        executors.withLock { $0.chosen = executor }
+    }
+
+    /// The executor `runInExecutor(nil, ...)` uses: the one set, else the built-in pool (created
+    /// on first use).
+    /// - Throws: `EventLoopError.loopClosed` on a closed loop (whose built-in pool is shut down).
+    func defaultExecutor() throws -> ThreadPoolExecutor {
+        try executors.withLock { executors in
+            if let chosen = executors.chosen { return chosen }
+            if isClosed { throw EventLoopError.loopClosed }
+            if let builtIn = executors.builtIn { return builtIn }
+            let created = try ThreadPoolExecutor(maxWorkers: ThreadPoolExecutor.defaultWorkerCount)
+            executors.builtIn = created
+            return created
+        }
+    }
+}
+
+/// The executors of one loop: the one `setDefaultExecutor` chose, and the built-in pool.
+struct LoopExecutors: Sendable {
+    var chosen: ThreadPoolExecutor?
+    var builtIn: ThreadPoolExecutor?
+}
+
+/// A continuation resumed once, by whichever comes first (the work's result, a cancellation).
+final class OnceContinuation<T: Sendable>: Sendable {
+    private enum State: Sendable {
+        case empty
+        case waiting(CheckedContinuation<T, any Error>)
+        case early(Result<T, any Error>)
+        case done
+    }
+
+    private let state = LockedValue(State.empty)
+
+    func set(_ continuation: CheckedContinuation<T, any Error>) {
+        let early = state.withLock { state -> Result<T, any Error>? in
+            guard case .early(let result) = state else {
+                state = .waiting(continuation)
+                return nil
+            }
+            state = .done
+            return result
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    func resume(with result: Result<T, any Error>) {
+        let continuation = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            switch state {
+            case .empty:
+                state = .early(result)
+                return nil
+            case .waiting(let continuation):
+                state = .done
+                return continuation
+            case .early, .done:
+                return nil
+            }
+        }
+        continuation?.resume(with: result)
     }
 }

@@ -4,8 +4,8 @@ extension EventLoop {
     /// Schedules `callback` to run on the next loop iteration (asyncio's `call_soon`).
     ///
     /// From another thread it is routed like `callSoonThreadsafe`.
-    /// - Returns: a `Handle` that can cancel the callback.
-    /// - Warning: Traps with "Event loop is closed" on a closed loop.
+    /// - Returns: a `Handle` that can cancel the callback. On a closed loop the callback is
+    ///   dropped and the handle is already cancelled (logged once per loop).
     @discardableResult
     public func callSoon(_ callback: consuming @escaping () throws -> Void) -> Handle {
         // `consume`: the handle takes the caller's reference to the closure context; without it
@@ -16,21 +16,24 @@ extension EventLoop {
             appendReady(.handle(handle))
         } else {
             if debug { logger.warning("callSoon called from a thread that does not run this loop; routed thread-safely") }
-            submitOrTrap(.handle(handle))
+            submitOrDrop(.handle(handle), handle, "callSoon")
         }
         return handle
     }
 
     /// Schedules `callback` from any thread and wakes the loop (asyncio's `call_soon_threadsafe`).
-    /// - Returns: a `Handle` that can cancel the callback.
-    /// - Warning: Traps with "Event loop is closed" on a closed loop.
+    ///
+    /// Safe against a `close()` on another thread at the same moment: the callback then either
+    /// runs before the loop closes or is dropped.
+    /// - Returns: a `Handle` that can cancel the callback. On a closed loop the callback is
+    ///   dropped and the handle is already cancelled (logged once per loop).
     @discardableResult
     public func callSoonThreadsafe(_ callback: consuming @escaping @Sendable () throws -> Void) -> Handle {
         let handle = Handle(consume callback)
         if inLoopThread {
             appendReady(.handle(handle))
         } else {
-            submitOrTrap(.handle(handle))
+            submitOrDrop(.handle(handle), handle, "callSoonThreadsafe")
         }
         return handle
     }
@@ -44,9 +47,19 @@ extension EventLoop {
         }
     }
 
-    func submitOrTrap(_ work: consuming Work) {
+    /// Submits `work` from another thread; on a closed loop cancels `handle` (the work is
+    /// dropped) and logs it, once per loop.
+    func submitOrDrop(_ work: consuming Work, _ handle: some Cancellable, _ operation: String) {
         if !submitExternal(work) {
-            fatalError("Event loop is closed")
+            handle.cancel()
+            warnDropped(operation)
+        }
+    }
+
+    /// Logs, once per loop, that work scheduled on it after `close()` was dropped.
+    func warnDropped(_ operation: String) {
+        if !droppedWarningLogged.exchange(true, ordering: .relaxed) {
+            logger.warning("\(operation) on a closed event loop: the callback is dropped and its handle cancelled (logged once per loop)")
         }
     }
 
@@ -86,6 +99,7 @@ extension EventLoop {
             budget -= running.count
             running.drain { work in run(work, debugging: debugging) }
         } while !ready.isEmpty && !stopping && budget > 0
+        compactTimersIfMostlyCancelled()
         if ready.isEmpty {
             drainerActive = false
             drainer.stop()

@@ -18,63 +18,78 @@ extension EventLoop {
     ///
     /// A negative delay means "as soon as possible"; an infinite one never fires. A NaN delay
     /// schedules nothing: the returned handle is already cancelled and the loop's exception
-    /// handler receives `EventLoopError.invalidDelay`.
-    /// - Warning: Traps with "Event loop is closed" on a closed loop.
+    /// handler receives `EventLoopError.invalidDelay`. On a closed loop nothing is scheduled and
+    /// the handle is already cancelled (logged once per loop).
     @discardableResult
     public func callLater(_ delay: Double, _ callback: @escaping () throws -> Void) -> TimerHandle {
-        scheduleTimer(at: delay.isNaN ? .nan : time() + max(delay, 0), callback)
+        scheduleTimer(at: delay.isNaN ? .nan : time() + max(delay, 0), onLoopClose: nil, callback)
     }
 
     /// Schedules `callback` to run at `when`, a time on the loop's clock (`time()`), in seconds
-    /// (asyncio's `call_at`). NaN is handled as in `callLater`.
-    /// - Warning: Traps with "Event loop is closed" on a closed loop.
+    /// (asyncio's `call_at`). NaN and a closed loop are handled as in `callLater`.
     @discardableResult
     public func callAt(_ when: Double, _ callback: @escaping () throws -> Void) -> TimerHandle {
-        scheduleTimer(at: when, callback)
+        scheduleTimer(at: when, onLoopClose: nil, callback)
     }
 
-    private func scheduleTimer(at when: Double, _ callback: @escaping () throws -> Void) -> TimerHandle {
+    /// `callAt`, plus `onLoopClose`: called by `close()` if the loop closes while the timer is
+    /// pending (such a timer is kept even with an infinite deadline).
+    func scheduleTimer(at when: Double, onLoopClose: (@Sendable () -> Void)?,
+                       _ callback: @escaping () throws -> Void) -> TimerHandle {
         guard !when.isNaN else {
-            let handle = TimerHandle(deadline: .max, when: when, callback)
+            let handle = TimerHandle(deadline: .max, when: when, cancellations: nil, callback)
             handle.cancel()
-            if isClosed { fatalError("Event loop is closed") }
             let report = ExceptionContext(message: "callLater/callAt with a NaN time", error: EventLoopError.invalidDelay)
             if inLoopThread {
                 callExceptionHandler(report)
-            } else {
-                submitOrTrap(.handle(Handle { [unowned self] in self.callExceptionHandler(report) }))
+            } else if !schedule({ [unowned self] in self.callExceptionHandler(report) }) {
+                warnDropped("callLater")
             }
             return handle
         }
         let nanoseconds = when * 1e9
         let deadline: UInt64 = nanoseconds <= 0 ? 0 : (nanoseconds >= 1.8e19 ? .max : UInt64(nanoseconds))
-        let handle = TimerHandle(deadline: deadline, when: when, callback)
+        let handle = TimerHandle(deadline: deadline, when: when, cancellations: timerCancellations,
+                                 onLoopClose: onLoopClose, callback)
         if inLoopThread {
             insertTimer(handle)
         } else {
-            submitOrTrap(.schedule(handle))
+            submitOrDrop(.schedule(handle), handle, "callLater")
         }
         return handle
     }
 
     func insertTimer(_ handle: TimerHandle) {
-        guard !handle.isCancelled, handle.deadline != .max else { return }
+        // A timer that never fires needs no heap entry, unless it must hear of the loop's close.
+        guard handle.deadline != .max || handle.onLoopClose != nil, handle.enterHeap() else { return }
         timerSequence &+= 1
         timers.insert(TimerEntry(deadline: handle.deadline, sequence: timerSequence, handle: handle))
-        if timers.count >= compactionThreshold {
-            compactTimers()
-        }
+        compactTimersIfMostlyCancelled()
         if handle.deadline < armedDeadline { requestArming() }
     }
 
-    /// Sweeps cancelled timers out of the heap, so cancelled long timeouts do not pile up. Runs
-    /// when the heap doubles past its size after the last sweep: O(1) amortised per insert.
+    /// Sweeps cancelled timers out of the heap once more than half of it is cancelled (asyncio's
+    /// rule), so a million cancelled long timeouts do not stay until their deadlines. Checked after
+    /// each insert and each batch of callbacks; a sweep halves the heap at least, so it costs O(1)
+    /// amortised per cancellation.
+    @inline(__always)
+    func compactTimersIfMostlyCancelled() {
+        guard timers.count >= Self.minimumCompactionThreshold,
+              timerCancellations.count.load(ordering: .relaxed) * 2 > timers.count else { return }
+        compactTimers()
+    }
+
     private func compactTimers() {
-        let live = timers.unordered.filter { !$0.handle.isCancelled }
-        if live.count != timers.count {
-            timers = Heap(live)
+        var live: [TimerEntry] = []
+        live.reserveCapacity(timers.count - timerCancellations.count.load(ordering: .relaxed))
+        for entry in timers.unordered {
+            if entry.handle.isCancelled {
+                entry.handle.leaveHeap()
+            } else {
+                live.append(entry)
+            }
         }
-        compactionThreshold = max(Self.minimumCompactionThreshold, timers.count * 2)
+        timers = Heap(live)
     }
 
     /// Has the deadline timer armed before the next poll for I/O: all the timers a batch of
@@ -111,6 +126,7 @@ extension EventLoop {
         clockTick = uvLoop.now
         while let first = timers.min, first.deadline <= now {
             timers.removeMin()
+            first.handle.leaveHeap()
             if !first.handle.isCancelled {
                 appendReady(.timer(first.handle))
             }

@@ -58,6 +58,12 @@ public final class EventLoop: @unchecked Sendable {
     let exceptionHandler = LockedValue<((EventLoop, ExceptionContext) -> Void)?>(nil)
     /// True while the loop runs on the process's main thread (Safe and Fast watchers need that).
     let runningOnMainThread = Atomic<Bool>(false)
+    /// Set once work scheduled after `close()` was dropped and logged.
+    let droppedWarningLogged = Atomic<Bool>(false)
+    /// `runInExecutor`'s executors (set from any thread).
+    let executors = LockedValue(LoopExecutors())
+    /// The unfinished tasks of `createTask`.
+    let tasks = TaskRegistry()
 
     // MARK: Confined to the loop's thread (the running thread, or the owner while not running)
     //
@@ -87,8 +93,9 @@ public final class EventLoop: @unchecked Sendable {
     /// fires). It may stay armed for a timer that was cancelled: that wake-up finds nothing due.
     @exclusivity(unchecked) var armedDeadline: UInt64 = .max
     @exclusivity(unchecked) var armerActive = false
-    /// Heap size at which cancelled timers are next swept out (amortised O(1) per insert).
-    var compactionThreshold = EventLoop.minimumCompactionThreshold
+    /// Cancelled timers still in `timers` (their handles count themselves in and out).
+    let timerCancellations = TimerCancellations()
+    /// Below this many timers the heap is never swept (a sweep would cost more than it frees).
     static let minimumCompactionThreshold = 1024
     /// The iteration clock (`clock()`) and the libuv tick it was read at.
     @exclusivity(unchecked) var clockNanoseconds: UInt64 = 0
@@ -271,15 +278,24 @@ public final class EventLoop: @unchecked Sendable {
         ready.drain { work in
             switch work {
             case .job(let job), .taskJob(let job): ClosedLoopExecutor.shared.enqueue(job)
+            case .schedule(let timer): if !timer.isCancelled { timer.onLoopClose?() }
             default: break
             }
         }
+        // Pending timers are dropped, as in asyncio; those that must hear of it (sleeps) do.
+        let pending = timers.unordered
         timers = Heap()
+        for entry in pending {
+            entry.handle.leaveHeap()
+            if !entry.handle.isCancelled { entry.handle.onLoopClose?() }
+        }
         exceptionHandler.withLock { $0 = nil }
         let rc = uvLoop.close()
         if rc != 0 {
             logger.error("uv_loop_close failed: \(UVError(code: rc, operation: "uv_loop_close"))")
         }
         ioCallbacks = nil          // their handles closed with all the others above
+        // asyncio's close: the built-in pool stops taking work; what runs finishes on its own.
+        executors.withLock { $0.builtIn }?.shutdown(wait: false)
     }
 }

@@ -23,6 +23,10 @@ public enum EventLoopError: Error, Equatable, Hashable, Sendable, CustomStringCo
     case invalidDelay
     /// An operation that only the loop's own thread may do was called from another thread.
     case wrongThread
+    /// An argument out of its domain: a NaN duration, `maxWorkers` below 1.
+    case invalidArgument
+    /// Work submitted to a `ThreadPoolExecutor` after its `shutdown`.
+    case executorShutDown
 
     /// The message asyncio would raise with.
     public var description: String {
@@ -40,6 +44,8 @@ public enum EventLoopError: Error, Equatable, Hashable, Sendable, CustomStringCo
             return "The child watcher does not have a running loop attached (attachLoop with the main thread's loop)."
         case .invalidDelay: return "The delay is not a number (NaN); the callback will never run."
         case .wrongThread: return "Non-thread-safe operation invoked on an event loop other than the current one"
+        case .invalidArgument: return "Invalid argument (a NaN duration, a count below 1)"
+        case .executorShutDown: return "cannot schedule new futures after shutdown"
         }
     }
 }

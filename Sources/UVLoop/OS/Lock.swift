@@ -60,3 +60,46 @@ final class LockedValue<Value> {
 
 /// The lock guards `value`; the box is as sendable as what it holds.
 extension LockedValue: @unchecked Sendable where Value: Sendable {}
+
+/// A pthread mutex with a condition variable, for threads that sleep until work arrives (the
+/// thread pool's workers).
+///
+/// `@unchecked Sendable`: the mutex guards whatever its users put under it; the pointers never
+/// change.
+final class Condition: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let condition: UnsafeMutablePointer<pthread_cond_t>
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        condition = .allocate(capacity: 1)
+        condition.initialize(to: pthread_cond_t())
+        if pthread_mutex_init(mutex, nil) != 0 || pthread_cond_init(condition, nil) != 0 {
+            fatalError("pthread_mutex_init/pthread_cond_init failed")
+        }
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    @inline(__always) func lock() { pthread_mutex_lock(mutex) }
+    @inline(__always) func unlock() { pthread_mutex_unlock(mutex) }
+
+    /// Waits for a signal; the caller holds the lock (held again on return; spurious wake-ups
+    /// happen, so callers re-check their condition).
+    func wait() { pthread_cond_wait(condition, mutex) }
+    func signal() { pthread_cond_signal(condition) }
+    func broadcast() { pthread_cond_broadcast(condition) }
+
+    @inline(__always)
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+}

@@ -3,7 +3,7 @@ import Glibc
 /// OS threads with a chosen stack size: the child watchers' small waiting threads and private
 /// loop threads (Foundation's `Thread` has no stack-size control on Linux and costs more).
 enum Threads {
-    /// Starts a detached thread with a stack of `stackSize` bytes running `body`.
+    /// Starts a detached thread with a stack of `stackSize` bytes (0: the default) running `body`.
     /// - Throws: `UVError` (EAGAIN when the process or system is out of threads).
     static func startDetached(stackSize: Int, _ body: @escaping @Sendable () -> Void) throws(UVError) {
         _ = try start(stackSize: stackSize, detached: true, body)
@@ -15,7 +15,8 @@ enum Threads {
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
         defer { pthread_attr_destroy(&attributes) }
-        pthread_attr_setstacksize(&attributes, max(stackSize, Int(PTHREAD_STACK_MIN)))
+        // 0: the system's default stack (8 MiB of address space here), for arbitrary user work.
+        if stackSize > 0 { pthread_attr_setstacksize(&attributes, max(stackSize, Int(PTHREAD_STACK_MIN))) }
         if detached { pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED)) }
         let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
         var thread = pthread_t()

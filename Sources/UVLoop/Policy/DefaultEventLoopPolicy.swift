@@ -48,6 +48,9 @@ open class DefaultEventLoopPolicy: EventLoopPolicy, @unchecked Sendable {
         return loop
     }
 
+    /// The loop set for the calling thread, without creating one (`EventLoop.run` restores it).
+    var loopSetForThisThread: EventLoop? { slots.currentSlot().loop }
+
     /// Sets the calling thread's loop. On the main thread, also attaches the child watcher (if one
     /// exists) to `loop`.
     open func setEventLoop(_ loop: EventLoop?) {

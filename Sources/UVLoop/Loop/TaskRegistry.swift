@@ -1,0 +1,65 @@
+/// The tasks `createTask` started on one loop that have not finished yet: what `EventLoop.run`
+/// cancels and awaits when its operation is done.
+final class TaskRegistry: Sendable {
+    private struct State: Sendable {
+        var running: [UInt64: any LoopTask] = [:]
+        /// Tasks that finished before `register` could record them (created off the loop's
+        /// thread, run and done at once).
+        var finishedEarly: Set<UInt64> = []
+        var nextID: UInt64 = 0
+    }
+
+    private let state = LockedValue(State())
+
+    /// An identifier for the next task.
+    func reserveID() -> UInt64 {
+        state.withLock { state in
+            state.nextID &+= 1
+            return state.nextID
+        }
+    }
+
+    /// Records the task `id` (unless it already finished).
+    func register(_ id: UInt64, _ task: any LoopTask) {
+        state.withLock { state in
+            if state.finishedEarly.remove(id) == nil { state.running[id] = task }
+        }
+    }
+
+    /// The task `id` finished; returns its entry (nil when it finished before it was recorded).
+    @discardableResult
+    func finished(_ id: UInt64) -> (any LoopTask)? {
+        state.withLock { state in
+            guard let task = state.running.removeValue(forKey: id) else {
+                state.finishedEarly.insert(id)
+                return nil
+            }
+            return task
+        }
+    }
+
+    /// Every task still running.
+    var running: [any LoopTask] { state.withLock { Array($0.running.values) } }
+}
+
+/// One task `createTask` started, whatever its result type.
+protocol LoopTask: Sendable {
+    func cancel()
+    /// Waits for the task; returns the error it ended with (nil when it returned).
+    func outcome() async -> (any Error)?
+    /// True when no other handle to the task exists (its error can never be retrieved).
+    var isUnreferenced: Bool { get }
+}
+
+struct TypedLoopTask<T: Sendable>: LoopTask {
+    let task: Task<T, any Error>
+
+    func cancel() { task.cancel() }
+
+    func outcome() async -> (any Error)? {
+        if case .failure(let error) = await task.result { return error }
+        return nil
+    }
+
+    var isUnreferenced: Bool { isLastHandle(task) }
+}
