@@ -86,28 +86,25 @@ extension EventLoop {
         if isClosed { return Task { throw EventLoopError.loopClosed } }
         let registry = tasks
         let id = registry.reserveID()
-        let task = Task(executorPreference: taskExecutor) {
+        // The task holds the registry and the executor, never the loop itself: a task may outlive
+        // its loop (closed and released while the task slept).
+        let executor: LoopTaskExecutor = taskExecutor
+        let task = Task(executorPreference: executor) {
             do {
                 let value = try await operation()
                 registry.finished(id)
                 return value
             } catch {
+                // Only a weak reference is kept from here on, so the task object goes away with
+                // its last handle.
                 if let entry = registry.finished(id), !(error is CancellationError) {
-                    self.reportIfNeverRetrieved(entry, error)
+                    executor.reportIfNeverRetrieved(entry.weakReference(), error)
                 }
                 throw error
             }
         }
         registry.register(id, TypedLoopTask(task: task))
         return task
-    }
-
-    /// Reports `error` once the task has ended (in a later batch) if no handle to it is left.
-    private func reportIfNeverRetrieved(_ entry: any LoopTask, _ error: any Error) {
-        schedule {
-            guard entry.isUnreferenced else { return }
-            self.callExceptionHandler(ExceptionContext(message: "Task exception was never retrieved", error: error))
-        }
     }
 
     /// Runs blocking `work` on a worker thread of the loop's default executor and resumes the

@@ -35,6 +35,21 @@ final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
         }
     }
 
+    /// Reports `error`, which ended a `createTask` task, to the loop's exception handler in a
+    /// later batch if no handle to the task is left then ("Task exception was never retrieved").
+    /// Goes through this executor so that the task never keeps its loop alive.
+    func reportIfNeverRetrieved(_ task: TaskObjectReference, _ error: any Error) {
+        lock.withLock {
+            // The closure holds this executor, not the loop (it runs on the loop, which is alive
+            // while it runs its queue).
+            _ = loop?.schedule { [self] in
+                guard task.isGone else { return }
+                lock.withLock { loop }?.callExceptionHandler(
+                    ExceptionContext(message: "Task exception was never retrieved", error: error))
+            }
+        }
+    }
+
     /// Called first thing by the loop's deinit.
     func loopIsGone() {
         lock.withLock { loop = nil }

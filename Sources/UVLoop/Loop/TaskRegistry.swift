@@ -47,8 +47,8 @@ protocol LoopTask: Sendable {
     func cancel()
     /// Waits for the task; returns the error it ended with (nil when it returned).
     func outcome() async -> (any Error)?
-    /// True when no other handle to the task exists (its error can never be retrieved).
-    var isUnreferenced: Bool { get }
+    /// A weak reference to the task, to learn later whether any handle to it is left.
+    func weakReference() -> TaskObjectReference
 }
 
 struct TypedLoopTask<T: Sendable>: LoopTask {
@@ -61,5 +61,5 @@ struct TypedLoopTask<T: Sendable>: LoopTask {
         return nil
     }
 
-    var isUnreferenced: Bool { isLastHandle(task) }
+    func weakReference() -> TaskObjectReference { TaskObjectReference(task) }
 }

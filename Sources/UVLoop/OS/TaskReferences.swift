@@ -1,12 +1,23 @@
-/// Whether `task` is the last handle to its task: every other copy of the `Task` value is gone,
-/// so nobody can ever read its result (what asyncio learns when a task is garbage-collected).
+/// A weak reference to a task's runtime object: it becomes nil once every `Task` handle to the
+/// task is gone and the runtime has let go of it, so that nobody can ever read its result (what
+/// asyncio learns when a task is garbage-collected).
 ///
-/// A `Task` is one strong reference to the runtime's task object (`@frozen`, a single
-/// `Builtin.NativeObject`), so its strong reference count says how many handles exist. Called only
-/// after the task has finished, when the runtime holds no reference of its own any more. The count
-/// is read with the standard library's `_getRetainCount`; the cast's own temporary copy is the
-/// second reference counted.
-func isLastHandle<Success, Failure>(_ task: Task<Success, Failure>) -> Bool {
-    let object = unsafeBitCast(task, to: AnyObject.self)
-    return _getRetainCount(object) <= 2
+/// A `Task` is one strong reference to that object (`@frozen`, a single `Builtin.NativeObject`),
+/// so the handle can be reinterpreted as an `AnyObject` to take a weak reference to it.
+final class TaskObjectReference: Sendable {
+    private let object: WeakObject
+
+    init<Success, Failure>(_ task: Task<Success, Failure>) {
+        object = WeakObject(unsafeBitCast(task, to: AnyObject.self))
+    }
+
+    /// True once the task object is gone.
+    var isGone: Bool { object.isGone }
+}
+
+/// `@unchecked Sendable`: the weak reference is written once, in `init`, and only read after.
+private final class WeakObject: @unchecked Sendable {
+    private weak var object: AnyObject?
+    init(_ object: AnyObject) { self.object = object }
+    var isGone: Bool { object == nil }
 }
