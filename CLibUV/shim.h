@@ -16,6 +16,12 @@
 /// the codes libuv's own table does not name.
 extern const char *_Nullable strerrorname_np(int errnum);
 
+/// Has the loop measure the time it spends idle in the poll for I/O (`uv_metrics_idle_time`);
+/// `uv_loop_configure` is variadic, which Swift cannot call. Returns 0 or a libuv error.
+static inline int cuv_loop_measure_idle_time(uv_loop_t *loop) {
+    return uv_loop_configure(loop, UV_METRICS_IDLE_TIME);
+}
+
 /// A non-blocking, close-on-exec timerfd on CLOCK_MONOTONIC (uv_hrtime's clock); fd or -errno.
 static inline int cuv_timerfd_create(void) {
     int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);

@@ -16,8 +16,13 @@ final class UVRunLoop {
             raw.deallocate()
             throw UVError(code: rc, operation: "uv_loop_init")
         }
+        // Idle time is what utilization is computed from (two clock reads around each poll).
+        _ = cuv_loop_measure_idle_time(loop)
         pointer = loop
     }
+
+    /// Nanoseconds the loop has spent idle in the poll for I/O since it was created.
+    var idleTime: UInt64 { uv_metrics_idle_time(pointer) }
 
     /// Runs `uv_run` (`UV_RUN_DEFAULT`) until `stop()` or until nothing keeps the loop alive;
     /// returns true when handles or requests are still alive.

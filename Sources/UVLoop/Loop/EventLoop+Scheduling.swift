@@ -43,6 +43,8 @@ extension EventLoop {
         ready.append(work)
         if !drainerActive {
             drainerActive = true
+            // libuv's iteration clock (milliseconds, no system call): the lag is a coarse figure.
+            readySince = uvLoop.now &* 1_000_000
             drainer.start()
         }
     }
@@ -71,13 +73,19 @@ extension EventLoop {
         inbox.append(work)
         // Wake only on the empty -> non-empty transition; uv_async_send runs under the lock so
         // that close() cannot free the handle in between.
-        if inbox.count == 1 { wakeup.send() }
+        if inbox.count == 1 {
+            inboxSince = UVRunLoop.hrtime()
+            wakeup.send()
+        }
         return true
     }
 
     /// Moves cross-thread submissions into the ready queue. Loop thread.
     func moveInbox() {
-        inboxLock.withLock { incoming.swapContents(with: inbox) }
+        let since = inboxLock.withLock { () -> UInt64 in
+            incoming.swapContents(with: inbox)
+            return inboxSince
+        }
         guard !incoming.isEmpty else { return }
         if ready.isEmpty {
             ready.swapContents(with: incoming)
@@ -86,13 +94,18 @@ extension EventLoop {
         }
         if !drainerActive {
             drainerActive = true
+            readySince = since
             drainer.start()
+        } else if since < readySince {
+            readySince = since
         }
     }
 
     /// Runs the ready queue in batches (the idle handle's callback). Loop thread.
     func runReady() {
         let debugging = debug
+        let start = UVRunLoop.hrtime()
+        if start > readySince { recordLag(start &- readySince) }
         var budget = Self.iterationBudget
         repeat {
             running.swapContents(with: ready)
@@ -103,6 +116,8 @@ extension EventLoop {
         if ready.isEmpty {
             drainerActive = false
             drainer.stop()
+        } else {
+            readySince = start   // what is left was queued during this batch
         }
     }
 
@@ -110,12 +125,20 @@ extension EventLoop {
     private func run(_ work: consuming Work, debugging: Bool) {
         switch work {
         case .handle(let handle):
-            if !handle.isCancelled { invoke(handle, debugging: debugging) }
+            if !handle.isCancelled {
+                callbacksRunCount &+= 1
+                invoke(handle, debugging: debugging)
+            }
         case .timer(let timer):
-            if !timer.isCancelled { invoke(timer, debugging: debugging) }
+            if !timer.isCancelled {
+                callbacksRunCount &+= 1
+                invoke(timer, debugging: debugging)
+            }
         case .job(let job):
+            callbacksRunCount &+= 1
             job.runSynchronously(on: asUnownedSerialExecutor())
         case .taskJob(let job):
+            callbacksRunCount &+= 1
             job.runSynchronously(on: taskExecutor.asUnownedTaskExecutor())
         case .schedule(let timer):
             insertTimer(timer)

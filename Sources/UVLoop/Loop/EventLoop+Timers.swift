@@ -124,6 +124,7 @@ extension EventLoop {
         let now = UVRunLoop.hrtime()
         clockNanoseconds = now
         clockTick = uvLoop.now
+        if let first = timers.min, first.deadline <= now { recordLag(now &- first.deadline) }
         while let first = timers.min, first.deadline <= now {
             timers.removeMin()
             first.handle.leaveHeap()

@@ -64,6 +64,10 @@ public final class EventLoop: @unchecked Sendable {
     let executors = LockedValue(LoopExecutors())
     /// The unfinished tasks of `createTask`.
     let tasks = TaskRegistry()
+    /// What the loop publishes about itself (`statistics`, the monitor).
+    let health = LoopHealth()
+    /// `hrtime` when the inbox last went from empty to non-empty (under `inboxLock`).
+    @exclusivity(unchecked) var inboxSince: UInt64 = 0
 
     // MARK: Confined to the loop's thread (the running thread, or the owner while not running)
     //
@@ -80,6 +84,8 @@ public final class EventLoop: @unchecked Sendable {
     var timer: UVDeadlineTimer!
     /// Arms `timer` right before the poll for I/O, once per iteration however many timers came.
     var armer: UVPhaseHandle!
+    /// Publishes the loop's statistics right after each poll (`uv_check_t`).
+    var publisher: UVPhaseHandle!
     let ready = WorkBuffer<Work>()
     /// The batch being run; its contents are swapped with `ready`'s at the start of each batch.
     let running = WorkBuffer<Work>()
@@ -102,20 +108,37 @@ public final class EventLoop: @unchecked Sendable {
     @exclusivity(unchecked) var clockTick: UInt64 = .max
     /// `addReader`/`addWriter`/`addSignalHandler`'s handles (see `EventLoop+Watchers.swift`).
     var ioCallbacks: IOCallbacks?
+    /// Statistics kept on the loop's thread, published by `publisher` (`LoopStatistics.swift`).
+    @exclusivity(unchecked) var iterationCount: UInt64 = 0
+    @exclusivity(unchecked) var callbacksRunCount: UInt64 = 0
+    @exclusivity(unchecked) var lagSinceCheck: UInt64 = 0
+    /// About when the oldest work in the ready queue was queued (`hrtime`, 0 when none).
+    @exclusivity(unchecked) var readySince: UInt64 = 0
 
     /// Work run per loop iteration before polling I/O again: a batch always completes, and new
     /// batches start while fewer than this many items ran in this iteration.
     static let iterationBudget = 4096
 
-    let logger = Logger(label: "uvloop.loop")
+    /// Where the loop logs (the default exception handler, stall warnings, dropped work), and
+    /// what its servers log through.
+    public let logger: Logger
+    /// The loop's name in logs and metrics (`loop-1`, `loop-2`, ... in creation order).
+    public let label: String
+    private static let loopNumbers = Atomic<Int>(0)
+    /// The loop's entry in the process-wide monitor (stall detection, metrics), once it has one.
+    let monitored = LockedValue<MonitoredLoop?>(nil)
 
     /// Creates a loop. It runs on whichever thread calls `runForever` or `runUntilComplete`.
     ///
     /// Debug mode starts on when the environment variable `UVLOOP_DEBUG` is set to a non-empty
     /// value (asyncio's `PYTHONASYNCIODEBUG`).
+    /// - Parameter logger: where the loop logs; by default the label `uvloop.loop`, as
+    ///   swift-server libraries take a `Logger` from their user.
     /// - Throws: `UVError` when libuv cannot create the loop (EMFILE when out of descriptors).
-    public init() throws {
+    public init(logger: Logger = Logger(label: "uvloop.loop")) throws {
         _ = System.ignoreSIGPIPE
+        self.logger = logger
+        label = "loop-\(Self.loopNumbers.add(1, ordering: .relaxed).newValue)"
         uvLoop = try UVRunLoop()
         debugEnabled = Atomic(System.environment("UVLOOP_DEBUG").map { !$0.isEmpty } ?? false)
         do {
@@ -123,6 +146,7 @@ public final class EventLoop: @unchecked Sendable {
             drainer = try UVPhaseHandle(loop: uvLoop, phase: .idle) { [unowned(unsafe) self] in self.runReady() }
             timer = try UVDeadlineTimer(loop: uvLoop) { [unowned(unsafe) self] in self.fireTimers() }
             armer = try UVPhaseHandle(loop: uvLoop, phase: .prepare) { [unowned(unsafe) self] in self.armTimer() }
+            publisher = try UVPhaseHandle(loop: uvLoop, phase: .check) { [unowned(unsafe) self] in self.publishStatistics() }
         } catch {
             uvLoop.close()
             throw error
@@ -132,6 +156,8 @@ public final class EventLoop: @unchecked Sendable {
         timer.keepsLoopAlive = false
         armer.keepsLoopAlive = false
         drainer.keepsLoopAlive = false
+        publisher.keepsLoopAlive = false
+        publisher.start()
     }
 
     deinit {
@@ -219,9 +245,13 @@ public final class EventLoop: @unchecked Sendable {
         }
         owner.store(System.currentThreadID, ordering: .releasing)
         runningOnMainThread.store(System.isMainThread, ordering: .releasing)
+        health.runStartedAt.store(UVRunLoop.hrtime(), ordering: .releasing)
         RunningLoop.current = self
+        startMonitoringIfNeeded()
         // Work submitted before the run comes before anything the run itself schedules (FIFO).
         moveInbox()
+        // Time spent queued before the loop ran is not lag.
+        if drainerActive { readySince = UVRunLoop.hrtime() }
     }
 
     func runUntilStopped() {
@@ -234,6 +264,8 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     func endRun() {
+        let started = health.runStartedAt.exchange(0, ordering: .acquiringAndReleasing)
+        health.runTime.add(UVRunLoop.hrtime() &- started, ordering: .relaxed)
         RunningLoop.current = nil
         runningOnMainThread.store(false, ordering: .releasing)
         owner.store(0, ordering: .releasing)
@@ -297,5 +329,6 @@ public final class EventLoop: @unchecked Sendable {
         ioCallbacks = nil          // their handles closed with all the others above
         // asyncio's close: the built-in pool stops taking work; what runs finishes on its own.
         executors.withLock { $0.builtIn }?.shutdown(wait: false)
+        stopMonitoring()
     }
 }

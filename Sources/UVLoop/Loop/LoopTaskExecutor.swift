@@ -50,6 +50,12 @@ final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
         }
     }
 
+    /// Runs `body` with the loop, if it still exists (under the lock, so its deinit waits).
+    /// `body` must not keep the loop beyond the call.
+    func withLoop<T>(_ body: (EventLoop) -> T) -> T? {
+        lock.withLock { loop.map(body) }
+    }
+
     /// Called first thing by the loop's deinit.
     func loopIsGone() {
         lock.withLock { loop = nil }

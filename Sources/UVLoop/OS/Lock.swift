@@ -75,7 +75,12 @@ final class Condition: @unchecked Sendable {
         mutex.initialize(to: pthread_mutex_t())
         condition = .allocate(capacity: 1)
         condition.initialize(to: pthread_cond_t())
-        if pthread_mutex_init(mutex, nil) != 0 || pthread_cond_init(condition, nil) != 0 {
+        // Timed waits count on the monotonic clock: a change of the wall clock moves no deadline.
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        defer { pthread_condattr_destroy(&attributes) }
+        if pthread_mutex_init(mutex, nil) != 0 || pthread_cond_init(condition, &attributes) != 0 {
             fatalError("pthread_mutex_init/pthread_cond_init failed")
         }
     }
@@ -93,6 +98,16 @@ final class Condition: @unchecked Sendable {
     /// Waits for a signal; the caller holds the lock (held again on return; spurious wake-ups
     /// happen, so callers re-check their condition).
     func wait() { pthread_cond_wait(condition, mutex) }
+
+    /// Waits for a signal or until `seconds` have passed; the caller holds the lock.
+    func wait(seconds: Double) {
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        let nanoseconds = Int(max(0, seconds) * 1e9) + deadline.tv_nsec
+        deadline.tv_sec += nanoseconds / 1_000_000_000
+        deadline.tv_nsec = nanoseconds % 1_000_000_000
+        pthread_cond_timedwait(condition, mutex, &deadline)
+    }
     func signal() { pthread_cond_signal(condition) }
     func broadcast() { pthread_cond_broadcast(condition) }
 
