@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 
 /// Reaps every exited child with `waitpid(-1, WNOHANG)` on SIGCHLD, on the main thread's running
 /// loop (asyncio.FastChildWatcher).
@@ -19,7 +20,11 @@ public final class FastChildWatcher: ChildWatcher {
     private let sigchld: MainLoopSIGCHLD
 
     /// Creates a watcher; attach it to the main thread's loop (`setEventLoop` on the main thread does).
-    public convenience init() { self.init(reaper: .system) }
+    /// - Parameter logger: where the watcher logs (statuses taken by another reaper, children it
+    ///   hands to a waiting thread); by default the label `uvloop.watcher`.
+    public convenience init(logger: Logger = Logger(label: "uvloop.watcher")) {
+        self.init(reaper: Reaper.system.logging(to: logger))
+    }
 
     /// A watcher over `reaper`'s kernel (tests use a fake one).
     init(reaper: Reaper) { sigchld = MainLoopSIGCHLD(reaping: .everyChild, reaper: reaper) }

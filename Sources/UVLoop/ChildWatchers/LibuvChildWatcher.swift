@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 
 /// Lets libuv watch the children it starts: `uv_spawn` keeps a process handle whose exit
 /// callback reports the exit, as uvloop does.
@@ -28,7 +29,11 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher {
     let reaper: Reaper
 
     /// Creates a watcher; it needs no attaching.
-    public convenience init() { self.init(reaper: .system) }
+    /// - Parameter logger: where the watcher logs (statuses taken by another reaper, children it
+    ///   hands to a waiting thread); by default the label `uvloop.watcher`.
+    public convenience init(logger: Logger = Logger(label: "uvloop.watcher")) {
+        self.init(reaper: Reaper.system.logging(to: logger))
+    }
 
     /// A watcher whose signals and fallback waits go through `reaper`'s kernel (libuv's own
     /// reaping always uses the real one).

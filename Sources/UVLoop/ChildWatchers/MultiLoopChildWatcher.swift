@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 
 /// Watches SIGCHLD on a private loop thread and polls every registered child
 /// (asyncio.MultiLoopChildWatcher).
@@ -27,7 +28,11 @@ public final class MultiLoopChildWatcher: ChildWatcher {
     let reaper: Reaper
 
     /// Creates a watcher; it becomes active at its first `attachLoop`.
-    public convenience init() { self.init(reaper: .system) }
+    /// - Parameter logger: where the watcher logs (statuses taken by another reaper, children it
+    ///   hands to a waiting thread); by default the label `uvloop.watcher`.
+    public convenience init(logger: Logger = Logger(label: "uvloop.watcher")) {
+        self.init(reaper: Reaper.system.logging(to: logger))
+    }
 
     /// A watcher over `reaper`'s kernel (tests use a fake one).
     init(reaper: Reaper) { self.reaper = reaper }

@@ -1,5 +1,6 @@
 #if os(Linux)
 import Glibc
+import Logging
 
 /// Watches each child through a pidfd polled by the registering loop (asyncio.PidfdChildWatcher,
 /// with 3.12's per-loop semantics).
@@ -24,7 +25,11 @@ public final class PidfdChildWatcher: ChildWatcher {
     let reaper: Reaper
 
     /// Creates a watcher; it needs no attaching.
-    public convenience init() { self.init(reaper: .system) }
+    /// - Parameter logger: where the watcher logs (statuses taken by another reaper, children it
+    ///   hands to a waiting thread); by default the label `uvloop.watcher`.
+    public convenience init(logger: Logger = Logger(label: "uvloop.watcher")) {
+        self.init(reaper: Reaper.system.logging(to: logger))
+    }
 
     /// A watcher over `reaper`'s kernel (tests use a fake one).
     init(reaper: Reaper) { self.reaper = reaper }

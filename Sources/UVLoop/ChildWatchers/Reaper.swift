@@ -11,13 +11,16 @@ import Logging
 /// `Reaper.system` is the process's one reaper over the real kernel; every public watcher uses
 /// it. Tests build others over a fake kernel, so each watcher's reaping also runs against the
 /// cases a real kernel cannot produce on demand.
-final class Reaper: Sendable {
+///
+/// A value: copies share the kernel and the lock; `logging(to:)` gives a watcher its own logger.
+struct Reaper: Sendable {
     /// The process's reaper: the real kernel, the `uvloop.watcher` logger.
     static let system = Reaper(kernel: LinuxChildKernel(), logger: Logger(label: "uvloop.watcher"))
 
     let kernel: any ChildKernel
     /// Taken around every reap and every signal (and by watchers, after their own state's lock).
-    let lock = Lock()
+    let lock: Lock
+    /// Where the reaping logic logs (stolen statuses, orphans it cannot adopt).
     let logger: Logger
     /// Whether `pidfd_open` works here (probed once, on this process's own pid, which also catches
     /// a seccomp filter). `UVLOOP_DISABLE_PIDFD=1` makes it false, to exercise the fallbacks.
@@ -29,11 +32,22 @@ final class Reaper: Sendable {
     init(kernel: any ChildKernel, logger: Logger) {
         self.kernel = kernel
         self.logger = logger
+        lock = Lock()
         let disabled = System.environment("UVLOOP_DISABLE_PIDFD").map { !$0.isEmpty && $0 != "0" } ?? false
         let probe = disabled ? -ENOSYS : kernel.pidfdOpen(kernel.processID)
         if probe >= 0 { kernel.close(probe) }
         pidfdSupported = probe >= 0
     }
+
+    private init(_ other: Reaper, logger: Logger) {
+        kernel = other.kernel
+        lock = other.lock
+        pidfdSupported = other.pidfdSupported
+        self.logger = logger
+    }
+
+    /// The same reaper (kernel, lock), logging to `logger`.
+    func logging(to logger: Logger) -> Reaper { Reaper(self, logger: logger) }
 
     // MARK: Reaping
 

@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 
 /// The default watcher: one small waiting thread per child (asyncio.ThreadedChildWatcher).
 ///
@@ -26,7 +27,11 @@ public final class ThreadedChildWatcher: ChildWatcher {
     let reaper: Reaper
 
     /// Creates a watcher; it needs no attaching.
-    public convenience init() { self.init(reaper: .system) }
+    /// - Parameter logger: where the watcher logs (statuses taken by another reaper, children it
+    ///   hands to a waiting thread); by default the label `uvloop.watcher`.
+    public convenience init(logger: Logger = Logger(label: "uvloop.watcher")) {
+        self.init(reaper: Reaper.system.logging(to: logger))
+    }
 
     /// A watcher over `reaper`'s kernel (tests use a fake one).
     init(reaper: Reaper) { self.reaper = reaper }

@@ -262,6 +262,19 @@ struct FakeKernelReapingTests {
         kernel.exit(pid, code: 0)
     }
 
+    /// The public initialisers take a logger (the real kernel here: a pid that is not our child).
+    @Test(.timeLimit(.minutes(1))) func aWatcherLogsThroughTheLoggerItWasGiven() throws {
+        let log = CapturedLog()
+        let watcher = ThreadedChildWatcher(logger: log.logger)
+        let exits = ExitStream()
+        let exit = try onFakeLoop { _ in
+            try watcher.addChildHandler(getppid(), exits.callback)
+            return await exits.next()
+        }
+        #expect(exit.code == 255)
+        #expect(log.contains("Unknown child process pid \(getppid())"), "\(log.messages)")
+    }
+
     @Test func waitStatusesBecomeAsyncioReturnCodes() {
         #expect(Termination(waitStatus: 3 << 8) == .exited(3))
         #expect(Termination(waitStatus: SIGKILL) == .signaled(SIGKILL, coreDumped: false))
