@@ -15,7 +15,7 @@ Thread.detachNewThread {
 }
 
 let answer = try loop.runUntilComplete {
-    try await Task.sleep(for: .milliseconds(100))   // a task on the loop's executor
+    try await loop.sleep(0.1)                        // a task on the loop, sleeping on its timers
     let squared = try await loop.runInExecutor { 6 * 7 }  // blocking work off the loop thread
     print("\(stamp())  runUntilComplete: task finished on the loop, computed \(squared) in the executor")
     return squared

@@ -77,6 +77,18 @@ struct ExampleTests {
         #expect(run.output.contains("loop closed: true"))
     }
 
+    @Test(.timeLimit(.minutes(2))) func loopHealth() throws {
+        let run = try Running("loop-health", ["--seconds", "1.2", "--stall-threshold", "0.05"])
+        #expect(run.finish() == 0)
+        let output = run.output
+        #expect(output.contains("withTimeout(0.05): timed out"), "\(output)")
+        #expect(output.contains("answered 42"), "\(output)")
+        #expect(output.contains("Event loop blocked for"), "\(output)")
+        #expect(output.contains("stalls 1"), "\(output)")
+        #expect(output.contains("utilization"), "\(output)")
+        #expect(output.contains("done"), "\(output)")
+    }
+
     @Test(.timeLimit(.minutes(2))) func customPolicy() throws {
         let run = try Running("custom-policy")
         #expect(run.finish() == 0)
