@@ -12,6 +12,8 @@ var dependencies: [Package.Dependency] = [
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     // B5/B5b's swift-subprocess participant, at the version issue 3 names.
     .package(url: "https://github.com/swiftlang/swift-subprocess", exact: "1.0.2"),
+    // B1's "stall detector and metrics on" run bootstraps swift-metrics (its test factory).
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
 ]
 var targets: [Target] = [
     // Timing, the shared workload inputs, threads, JSON output and the command line.
@@ -37,7 +39,11 @@ if withUVLoop {
     targets.append(
         .executableTarget(
             name: "bench-uvloop",
-            dependencies: ["BenchSupport", .product(name: "UVLoop", package: "UVLoop")]
+            dependencies: [
+                "BenchSupport", .product(name: "UVLoop", package: "UVLoop"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]
         )
     )
 }

@@ -53,6 +53,9 @@ BENCHMARKS = [
     Benchmark("B4", "TCP echo: 8 connections ping-pong n 1 KiB messages, then n/10 64 KiB ones (c/echo_client.c)",
               200_000, 20_000, kind="echo"),
     Benchmark("B4b", "HTTP hello under wrk: n seconds with 1 loop, then with 2 loops", 5, 2, kind="http"),
+    # Issue 11: executor hops (Swift participants only: asyncio has no executors to hop between).
+    Benchmark("B8", "executor hops: n awaits of a loop-bound actor from the global executor; n tasks created on the loop and awaited",
+              200_000, 20_000, impls={BASELINE, "SwiftNIO"}),
 ]
 
 # Issue 3: spawning and child watchers. 3 runs each by default (not 5), and B5b with n = 64 (its

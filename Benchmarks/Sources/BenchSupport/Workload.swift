@@ -49,10 +49,12 @@ public final class CallbackCounter: @unchecked Sendable {
         return true
     }
 
-    /// B1's and B3's metric.
-    public var throughput: [Measurement] {
-        [Measurement("callbacks/s", Double(target) / (end - start))]
+    /// B1's and B3's metric (`variant`: a tag such as "closure per call").
+    public func throughput(_ variant: String? = nil) -> [Measurement] {
+        [Measurement("callbacks/s" + (variant.map { " [\($0)]" } ?? ""), Double(target) / (end - start))]
     }
+
+    public var throughput: [Measurement] { throughput() }
 
     /// B2's metrics: wall time from the first schedule to the last timer, and what exceeds the longest delay.
     public func timerMeasurements(delaysMilliseconds: [Int]) -> [Measurement] {
@@ -61,3 +63,6 @@ public final class CallbackCounter: @unchecked Sendable {
         return [Measurement("wall ms", wallMilliseconds), Measurement("overhead ms", wallMilliseconds - longest)]
     }
 }
+
+/// B8's workloads run this many hops, or tasks.
+public let hopsVariantNames = ["global to loop actor", "tasks on the loop"]

@@ -1,4 +1,5 @@
 import BenchSupport
+import Dispatch
 import NIOCore
 import NIOPosix
 
@@ -10,19 +11,27 @@ func withEventLoop<Result>(_ body: (any EventLoop) throws -> Result) throws -> R
 }
 
 /// B1: from inside the event loop, `execute` n trivial tasks; the last one completes a promise.
+/// One task closure executed n times (as the Python and C programs do), then a closure written
+/// inside the loop (a context allocated per call).
 func executeThroughput(n: Int) throws -> [Measurement] {
-    try withEventLoop { eventLoop in
-        let counter = CallbackCounter(target: n)
-        let done = eventLoop.makePromise(of: Void.self)
-        // One task closure executed n times, as the Python and C programs do.
-        let task: @Sendable () -> Void = { if counter.increment() { done.succeed() } }
-        eventLoop.execute {
-            counter.startClock()
-            for _ in 0..<n { eventLoop.execute(task) }
+    func run(perCall: Bool) throws -> [Measurement] {
+        try withEventLoop { eventLoop in
+            let counter = CallbackCounter(target: n)
+            let done = eventLoop.makePromise(of: Void.self)
+            let task: @Sendable () -> Void = { if counter.increment() { done.succeed() } }
+            eventLoop.execute {
+                counter.startClock()
+                if perCall {
+                    for _ in 0..<n { eventLoop.execute { if counter.increment() { done.succeed() } } }
+                } else {
+                    for _ in 0..<n { eventLoop.execute(task) }
+                }
+            }
+            try done.futureResult.wait()
+            return counter.throughput(perCall ? "closure per call" : nil)
         }
-        try done.futureResult.wait()
-        return counter.throughput
     }
+    return try run(perCall: false) + run(perCall: true)
 }
 
 /// B2: n `scheduleTask` timers with the shared 0...100 ms delays; the last one completes a promise.
@@ -44,21 +53,65 @@ func scheduledTasks(n: Int) throws -> [Measurement] {
     }
 }
 
-/// B3: 4 producer threads `execute` n tasks in total on the event loop's thread.
+/// B3: 4 producer threads `execute` n tasks in total on the event loop's thread: one task
+/// closure, then a closure written inside the producers' loop.
 func crossThreadThroughput(n: Int) throws -> [Measurement] {
+    func run(perCall: Bool) throws -> [Measurement] {
+        try withEventLoop { eventLoop in
+            let counter = CallbackCounter(target: n)
+            let done = eventLoop.makePromise(of: Void.self)
+            let task: @Sendable () -> Void = { if counter.increment() { done.succeed() } }
+            let (producers, openGate) = startProducers(total: n) { share in
+                if perCall {
+                    for _ in 0..<share { eventLoop.execute { if counter.increment() { done.succeed() } } }
+                } else {
+                    for _ in 0..<share { eventLoop.execute(task) }
+                }
+            }
+            eventLoop.execute {
+                counter.startClock()
+                openGate()
+            }
+            try done.futureResult.wait()
+            for producer in producers { producer.join() }
+            return counter.throughput(perCall ? "closure per call" : nil)
+        }
+    }
+    return try run(perCall: false) + run(perCall: true)
+}
+
+/// B8: executor hops. A task on the global executor awaits an actor whose executor is the event
+/// loop (`eventLoop.executor`), n times; then a task isolated to that actor creates n tasks (which
+/// inherit the isolation, so they run on the event loop) one after another and awaits each.
+func executorHops(n: Int) throws -> [Measurement] {
     try withEventLoop { eventLoop in
-        let counter = CallbackCounter(target: n)
-        let done = eventLoop.makePromise(of: Void.self)
-        let task: @Sendable () -> Void = { if counter.increment() { done.succeed() } }
-        let (producers, openGate) = startProducers(total: n) { share in
-            for _ in 0..<share { eventLoop.execute(task) }
+        let actor = EventLoopActor(eventLoop: eventLoop)
+        let done = DispatchSemaphore(value: 0)
+        let hopsStart = monotonicSeconds()
+        Task.detached {
+            for _ in 0..<n { await actor.ping() }
+            done.signal()
         }
-        eventLoop.execute {
-            counter.startClock()
-            openGate()
+        done.wait()
+        let hops = Double(n) / (monotonicSeconds() - hopsStart)
+        let tasksStart = monotonicSeconds()
+        Task.detached {
+            await actor.createTasks(n)
+            done.signal()
         }
-        try done.futureResult.wait()
-        for producer in producers { producer.join() }
-        return counter.throughput
+        done.wait()
+        let tasks = Double(n) / (monotonicSeconds() - tasksStart)
+        return [Measurement("hops/s [\(hopsVariantNames[0])]", hops), Measurement("tasks/s [\(hopsVariantNames[1])]", tasks)]
+    }
+}
+
+actor EventLoopActor {
+    let eventLoop: any EventLoop
+    var count = 0
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+    nonisolated var unownedExecutor: UnownedSerialExecutor { eventLoop.executor.asUnownedSerialExecutor() }
+    func ping() { count += 1 }
+    func createTasks(_ n: Int) async {
+        for index in 0..<n { _ = await Task { index }.value }
     }
 }

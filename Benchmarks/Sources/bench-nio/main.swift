@@ -7,6 +7,7 @@ runParticipant(
         "B1": executeThroughput,
         "B2": scheduledTasks,
         "B3": crossThreadThroughput,
+        "B8": executorHops,
         "B4": echoServer,
         "B4b": httpHelloServer,
     ]

@@ -7,6 +7,7 @@ runParticipant(
         "B1": callSoonThroughput,
         "B2": timers,
         "B3": crossThreadThroughput,
+        "B8": executorHops,
         "B4": echoServer,
         "B5": spawnRates(bench: "B5"),
         "B5b": spawnRates(bench: "B5b"),
