@@ -95,10 +95,10 @@ extension EventLoop {
                 registry.finished(id)
                 return value
             } catch {
-                // Only a weak reference is kept from here on, so the task object goes away with
-                // its last handle.
+                // Read while the task still runs, with the registry's copy as the one handle of
+                // ours: equal to the handleless reading means the caller kept none.
                 if let entry = registry.finished(id), !(error is CancellationError) {
-                    executor.reportIfNeverRetrieved(entry.weakReference(), error)
+                    executor.reportIfNeverRetrieved(references: entry.referenceCount, error)
                 }
                 throw error
             }

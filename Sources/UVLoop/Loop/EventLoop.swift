@@ -248,6 +248,7 @@ public final class EventLoop: @unchecked Sendable {
         health.runStartedAt.store(UVRunLoop.hrtime(), ordering: .releasing)
         RunningLoop.current = self
         startMonitoringIfNeeded()
+        TaskRegistry.calibrate(on: taskExecutor)
         // Work submitted before the run comes before anything the run itself schedules (FIFO).
         moveInbox()
         // Time spent queued before the loop ran is not lag.

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// An event loop's task-executor face: runs the jobs of tasks that prefer the loop on the loop's
 /// thread, without isolating them to the loop's serial executor.
 ///
@@ -38,12 +40,14 @@ final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
     /// Reports `error`, which ended a `createTask` task, to the loop's exception handler in a
     /// later batch if no handle to the task is left then ("Task exception was never retrieved").
     /// Goes through this executor so that the task never keeps its loop alive.
-    func reportIfNeverRetrieved(_ task: TaskObjectReference, _ error: any Error) {
+    func reportIfNeverRetrieved(references: UInt, _ error: any Error) {
         lock.withLock {
             // The closure holds this executor, not the loop (it runs on the loop, which is alive
-            // while it runs its queue).
+            // while it runs its queue). By then the calibration task has run: the first loop to
+            // run queues it before any task it runs.
             _ = loop?.schedule { [self] in
-                guard task.isGone else { return }
+                let handleless = TaskRegistry.handlelessReferenceCount.load(ordering: .relaxed)
+                guard handleless != 0, references <= handleless else { return }
                 lock.withLock { loop }?.callExceptionHandler(
                     ExceptionContext(message: "Task exception was never retrieved", error: error))
             }

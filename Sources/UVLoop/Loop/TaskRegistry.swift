@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The tasks `createTask` started on one loop that have not finished yet: what `EventLoop.run`
 /// cancels and awaits when its operation is done.
 final class TaskRegistry: Sendable {
@@ -10,6 +12,27 @@ final class TaskRegistry: Sendable {
     }
 
     private let state = LockedValue(State())
+
+    /// `LoopTask.referenceCount` of a running loop task whose only handle is the one being read
+    /// (0 until measured): what an error's task is compared with to learn that nobody else holds
+    /// it. Measured once per process, by the first loop that runs (`calibrate(on:)`).
+    static let handlelessReferenceCount = Atomic<UInt>(0)
+
+    /// Measures `handlelessReferenceCount` with a task whose other handles are all dropped, run
+    /// on `loop` the way `createTask` tasks run. Loop thread, while the loop starts running.
+    static func calibrate(on executor: LoopTaskExecutor) {
+        guard handlelessReferenceCount.load(ordering: .relaxed) == 0 else { return }
+        let handle = LockedValue<(any LoopTask)?>(nil)
+        let task = Task(executorPreference: executor) { () async throws -> Void in
+            // The entry taken out of the box is the one handle left, as in createTask's catch.
+            guard let entry = handle.withLock({ entry -> (any LoopTask)? in
+                defer { entry = nil }
+                return entry
+            }) else { return }
+            handlelessReferenceCount.store(entry.referenceCount, ordering: .relaxed)
+        }
+        handle.withLock { $0 = TypedLoopTask(task: task) }
+    }
 
     /// An identifier for the next task.
     func reserveID() -> UInt64 {
@@ -47,8 +70,8 @@ protocol LoopTask: Sendable {
     func cancel()
     /// Waits for the task; returns the error it ended with (nil when it returned).
     func outcome() async -> (any Error)?
-    /// A weak reference to the task, to learn later whether any handle to it is left.
-    func weakReference() -> TaskObjectReference
+    /// The task object's strong references (see `referenceCount(of:)`).
+    var referenceCount: UInt { get }
 }
 
 struct TypedLoopTask<T: Sendable>: LoopTask {
@@ -61,5 +84,5 @@ struct TypedLoopTask<T: Sendable>: LoopTask {
         return nil
     }
 
-    func weakReference() -> TaskObjectReference { TaskObjectReference(task) }
+    var referenceCount: UInt { UVLoop.referenceCount(of: task) }
 }
