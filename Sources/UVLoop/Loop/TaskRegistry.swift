@@ -29,6 +29,8 @@ final class TaskRegistry: Sendable {
                 defer { entry = nil }
                 return entry
             }) else { return }
+            // Only a reading taken on a running loop counts (not on a closed loop's fallback queue).
+            guard (try? getRunningLoop()) != nil else { return }
             handlelessReferenceCount.store(entry.referenceCount, ordering: .relaxed)
         }
         handle.withLock { $0 = TypedLoopTask(task: task) }

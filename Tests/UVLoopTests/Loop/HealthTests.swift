@@ -28,7 +28,11 @@ struct HealthTests {
         #expect(statistics.utilization > 0 && statistics.utilization <= 1)
     }
 
-    @Test(.timeLimit(.minutes(1))) func utilizationIsHighWhenBusyAndLowWhenIdle() throws {
+    @Test(.timeLimit(.minutes(1))) func utilizationIsHighWhenBusyAndLowWhenIdle() async throws {
+        try await offTheCooperativePool { try Self.busyAndIdleLoops() }
+    }
+
+    private static func busyAndIdleLoops() throws {
         let busy = try EventLoop()
         defer { try? busy.close() }
         busy.callSoon {
@@ -64,7 +68,11 @@ struct HealthTests {
         #expect(loop.statistics.iterations >= 100)
     }
 
-    @Test(.timeLimit(.minutes(1))) func aStallIsLoggedOnceWithItsLength() throws {
+    @Test(.timeLimit(.minutes(1))) func aStallIsLoggedOnceWithItsLength() async throws {
+        try await offTheCooperativePool { try Self.twoStalls() }
+    }
+
+    private static func twoStalls() throws {
         let log = CapturedLog()
         let loop = try EventLoop(logger: log.logger)
         defer { try? loop.close() }

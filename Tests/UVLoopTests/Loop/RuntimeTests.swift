@@ -33,7 +33,11 @@ struct ClosedLoopTests {
 
     /// Regression: posting from threads while another thread closed the loop killed the process
     /// (SIGILL after a few hundred posts).
-    @Test(.timeLimit(.minutes(1))) func postingWhileAnotherThreadClosesTheLoopNeverCrashes() throws {
+    @Test(.timeLimit(.minutes(1))) func postingWhileAnotherThreadClosesTheLoopNeverCrashes() async throws {
+        try await offTheCooperativePool { try Self.postWhileClosing() }
+    }
+
+    private static func postWhileClosing() throws {
         for _ in 0..<20 {
             let loop = try EventLoop()
             let ran = Box(0)
@@ -293,7 +297,11 @@ struct ExecutorPoolTests {
 
 @Suite("Runtime: cancelled timers and unretrieved task errors")
 struct ReclamationTests {
-    @Test func aMillionCancelledTimersLeaveTheHeap() throws {
+    @Test(.timeLimit(.minutes(1))) func aMillionCancelledTimersLeaveTheHeap() async throws {
+        try await offTheCooperativePool { try Self.cancelAMillionTimers() }
+    }
+
+    private static func cancelAMillionTimers() throws {
         let loop = try EventLoop()
         defer { try? loop.close() }
         let counts = Box<[Int]>([])

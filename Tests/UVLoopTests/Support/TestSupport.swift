@@ -177,3 +177,18 @@ func restoreDescriptors(_ saved: (rlimit, [Int32])) {
     fillers.forEach { close($0) }
     setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
 }
+
+/// Runs blocking `body` on a new OS thread and awaits it, so that a long synchronous test (one
+/// that runs a loop for a second, say) does not hold one of the few cooperative threads the
+/// other tests, running in parallel, need to resume.
+func offTheCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        var thread = pthread_t()
+        let box = Unmanaged.passRetained(ThreadBody { continuation.resume(with: Result { try body() }) })
+        pthread_create(&thread, nil, { arg in
+            Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue().run()
+            return nil
+        }, box.toOpaque())
+        pthread_detach(thread)
+    }
+}
