@@ -75,7 +75,12 @@ extension EventLoop {
         // that close() cannot free the handle in between.
         if inbox.count == 1 {
             inboxSince = UVRunLoop.hrtime()
-            wakeup.send()
+            // A spinning loop sees the flag; a sleeping one needs the wake-up (a system call).
+            if inboxWatched {
+                inboxFilled.store(true, ordering: .releasing)
+            } else {
+                wakeup.send()
+            }
         }
         return true
     }
@@ -87,6 +92,10 @@ extension EventLoop {
             return inboxSince
         }
         guard !incoming.isEmpty else { return }
+        if !spinnerActive {
+            spinnerActive = true
+            spinner.start()
+        }
         if ready.isEmpty {
             ready.swapContents(with: incoming)
         } else {
@@ -98,6 +107,37 @@ extension EventLoop {
             drainer.start()
         } else if since < readySince {
             readySince = since
+        }
+    }
+
+    /// How long the loop spins for cross-thread work before it sleeps in the poll.
+    static let spinNanoseconds: UInt64 = 50_000
+
+    /// The spinner's callback, right before the poll, in iterations after cross-thread work: when
+    /// nothing is ready, watches the inbox for a moment instead of sleeping at once. A reply to
+    /// work the loop just handed to another thread (an actor hop back, a pool's result) usually
+    /// comes within tens of microseconds; caught here, it costs neither the producer's wake-up
+    /// system call nor the loop's sleep and wake. Nothing caught: the spinner stops until the next
+    /// cross-thread work, so an idle loop never spins.
+    func spinForInbox() {
+        guard !drainerActive else { return }   // work is ready: the poll will not block anyway
+        let watching = inboxLock.withLock { () -> Bool in
+            guard inbox.isEmpty else { return false }
+            inboxWatched = true
+            inboxFilled.store(false, ordering: .relaxed)
+            return true
+        }
+        if watching {
+            let deadline = UVRunLoop.hrtime() &+ Self.spinNanoseconds
+            while !inboxFilled.load(ordering: .acquiring) && UVRunLoop.hrtime() < deadline {}
+            inboxLock.withLock { inboxWatched = false }
+        }
+        let caught = inboxLock.withLock { !inbox.isEmpty }
+        if caught {
+            moveInbox()
+        } else {
+            spinnerActive = false
+            spinner.stop()
         }
     }
 

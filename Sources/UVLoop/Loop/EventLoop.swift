@@ -68,6 +68,11 @@ public final class EventLoop: @unchecked Sendable {
     let health = LoopHealth()
     /// `hrtime` when the inbox last went from empty to non-empty (under `inboxLock`).
     @exclusivity(unchecked) var inboxSince: UInt64 = 0
+    /// True while the loop's thread spins for cross-thread work before sleeping (under
+    /// `inboxLock`): producers then need no wake-up.
+    @exclusivity(unchecked) var inboxWatched = false
+    /// Set by producers when the inbox goes non-empty; what a spinning loop watches.
+    let inboxFilled = Atomic<Bool>(false)
 
     // MARK: Confined to the loop's thread (the running thread, or the owner while not running)
     //
@@ -86,6 +91,9 @@ public final class EventLoop: @unchecked Sendable {
     var armer: UVPhaseHandle!
     /// Publishes the loop's statistics right after each poll (`uv_check_t`).
     var publisher: UVPhaseHandle!
+    /// Before the poll, after cross-thread work: spins briefly for more (`uv_prepare_t`).
+    var spinner: UVPhaseHandle!
+    @exclusivity(unchecked) var spinnerActive = false
     let ready = WorkBuffer<Work>()
     /// The batch being run; its contents are swapped with `ready`'s at the start of each batch.
     let running = WorkBuffer<Work>()
@@ -147,6 +155,7 @@ public final class EventLoop: @unchecked Sendable {
             timer = try UVDeadlineTimer(loop: uvLoop) { [unowned(unsafe) self] in self.fireTimers() }
             armer = try UVPhaseHandle(loop: uvLoop, phase: .prepare) { [unowned(unsafe) self] in self.armTimer() }
             publisher = try UVPhaseHandle(loop: uvLoop, phase: .check) { [unowned(unsafe) self] in self.publishStatistics() }
+            spinner = try UVPhaseHandle(loop: uvLoop, phase: .prepare) { [unowned(unsafe) self] in self.spinForInbox() }
         } catch {
             uvLoop.close()
             throw error
@@ -158,6 +167,7 @@ public final class EventLoop: @unchecked Sendable {
         drainer.keepsLoopAlive = false
         publisher.keepsLoopAlive = false
         publisher.start()
+        spinner.keepsLoopAlive = false
     }
 
     deinit {

@@ -138,7 +138,7 @@ struct EventLoopLifecycleTests {
         let ran = Box(false)
         loop.callSoon { ran.value = true }
         loop.callLater(0.01) { ran.value = true }
-        #expect(loop.uvLoop.handleCount == 5)   // wake-up, drainer, deadline timer, its armer, statistics
+        #expect(loop.uvLoop.handleCount == 6)   // wake-up, drainer, deadline timer, its armer, statistics, spinner
         try loop.close()
         #expect(!ran.value)
         #expect(loop.uvLoop.handleCount == 0)

@@ -58,6 +58,29 @@ struct ClosedLoopTests {
     }
 }
 
+@Suite("Runtime: the loop's brief spin for cross-thread work")
+struct SpinTests {
+    /// Regression guard for the spin before the poll: a producer that posts while the loop spins
+    /// sends no wake-up, one that posts just after must; either way nothing is lost. Ping-pong
+    /// with delays around the 50 µs spin window: a lost wake-up would hang (time limit).
+    @Test(.timeLimit(.minutes(1))) func pingPongAcrossTheSpinWindowLosesNothing() async throws {
+        try await offTheCooperativePool {
+            let loop = try EventLoop()
+            let answered = DispatchSemaphore(value: 0)
+            let runner = startThread { try? loop.runForever() }
+            let delays: [UInt32] = [0, 10, 40, 49, 50, 51, 60, 100, 200]
+            for round in 0..<3_000 {
+                loop.callSoonThreadsafe { answered.signal() }
+                answered.wait()
+                usleep(delays[round % delays.count])
+            }
+            loop.stop()
+            runner()
+            try loop.close()
+        }
+    }
+}
+
 @Suite("Runtime: sleep and withTimeout on the loop's timers")
 struct SleepAndTimeoutTests {
     @Test(.timeLimit(.minutes(1))) func sleepWaitsOnTheLoopsClockAndNeverReturnsEarly() throws {
