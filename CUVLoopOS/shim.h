@@ -45,6 +45,24 @@ static inline char *_Nullable *_Nonnull cos_environ(void) {
 extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *__restrict actions,
                                                 const char *__restrict path);
 
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34+: closes every descriptor from `from`
+/// up in the child, with close_range where the kernel has it); ENOSYS where glibc lacks it, and
+/// the caller closes descriptor by descriptor instead.
+static inline int cos_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int from) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *, int);
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+#else
+    (void)actions; (void)from;
+    return ENOSYS;
+#endif
+}
+
+/// POSIX_SPAWN_SETSID (glibc 2.26+), defined by spawn.h only under _GNU_SOURCE.
+static const short cos_spawn_setsid = 0x80;
+/// POSIX_SPAWN_SETPGROUP.
+static const short cos_spawn_setpgroup = POSIX_SPAWN_SETPGROUP;
+
 // MARK: Wait statuses (the W* macros are not importable as such)
 
 static inline int cos_wifexited(int status) { return WIFEXITED(status); }

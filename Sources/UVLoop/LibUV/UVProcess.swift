@@ -10,9 +10,17 @@ final class UVProcess: UVHandle {
     private(set) var hasExited = false
 
     /// Spawns the child `plan` describes on `loop`.
-    /// - Throws: `UVError` from `uv_spawn` (ENOENT, EACCES, ...) or from opening /dev/null;
-    ///   nothing is left on the loop.
+    ///
+    /// libuv forks and has no call to join a process group or close inherited descriptors:
+    /// a new session is its `UV_PROCESS_DETACHED`; passed descriptors are extra stdio entries
+    /// inherited under their own numbers; closing the others is done by marking every
+    /// inheritable one close-on-exec for the duration of the fork, then unmarking it.
+    /// - Throws: `UVError.ENOTSUP` for a process group; `UVError` from `uv_spawn` (ENOENT, EACCES,
+    ///   ...) or from opening /dev/null; nothing is left on the loop.
     init(loop: UVRunLoop, plan: SpawnPlan, _ exitCallback: @escaping (Termination) -> Void) throws(UVError) {
+        if plan.processGroup != nil {
+            throw UVError(errno: ENOTSUP, operation: "uv_spawn: libuv cannot set a process group (use startNewSession, or a watcher that spawns with posix_spawn)")
+        }
         self.exitCallback = exitCallback
         // libuv learns of the exit through its own SIGCHLD handle on this loop, which uv_spawn
         // starts without touching the signal mask: make sure the signal can reach this thread.
@@ -39,6 +47,30 @@ final class UVProcess: UVHandle {
             }
             containers.append(container)
         }
+        // Passed descriptors: stdio entries at their own numbers; the numbers between are ignored.
+        if let highest = plan.passedDescriptors.last, highest > 2 {
+            let passed = Set(plan.passedDescriptors)
+            for fd in 3...highest {
+                var container = uv_stdio_container_t()
+                if passed.contains(fd) {
+                    container.flags = UV_INHERIT_FD
+                    container.data.fd = fd
+                } else {
+                    container.flags = UV_IGNORE
+                }
+                containers.append(container)
+            }
+        }
+        // Closing the others: what would be inherited is close-on-exec while libuv forks.
+        var marked: [Int32] = []
+        if plan.closeOtherDescriptors {
+            let passed = Set(plan.passedDescriptors)
+            for fd in System.openDescriptors() where fd > 2 && !passed.contains(fd) && !System.isCloseOnExec(fd) {
+                System.setCloseOnExec(fd, true)
+                marked.append(fd)
+            }
+        }
+        defer { for fd in marked { System.setCloseOnExec(fd, false) } }
         let argv = CStringArray(plan.arguments)
         defer { argv.free() }
         let envp = plan.environment.map(CStringArray.init)
@@ -55,6 +87,7 @@ final class UVProcess: UVHandle {
                         options.cwd = plan.workingDirectory == nil ? nil : cwd
                         options.stdio_count = Int32(stdio.count)
                         options.stdio = stdio.baseAddress
+                        if plan.newSession { options.flags |= UInt32(UV_PROCESS_DETACHED.rawValue) }
                         options.exit_cb = { handle, status, signal in
                             guard let process = uvWrapper(handle, as: UVProcess.self) else { return }
                             process.hasExited = true

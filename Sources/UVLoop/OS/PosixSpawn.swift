@@ -29,7 +29,13 @@ enum PosixSpawn {
         sigemptyset(&noSignals)
         posix_spawnattr_setsigdefault(&attributes, &allSignals)
         posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        var flags = Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)
+        if plan.newSession { flags |= cos_spawn_setsid }
+        if let group = plan.processGroup {
+            flags |= cos_spawn_setpgroup
+            posix_spawnattr_setpgroup(&attributes, group)
+        }
+        posix_spawnattr_setflags(&attributes, flags)
 
         let argv = CStringArray(plan.arguments)
         defer { argv.free() }
@@ -66,6 +72,37 @@ enum PosixSpawn {
                 // Descriptor 1 is already what the plan made it: actions run in order.
                 try check(posix_spawn_file_actions_adddup2(&actions, 1, target), "adddup2")
             }
+        }
+        // dup2 onto itself clears FD_CLOEXEC in the child (glibc): passed whatever its flag.
+        for fd in plan.passedDescriptors where fd > 2 {
+            try check(posix_spawn_file_actions_adddup2(&actions, fd, fd), "adddup2")
+        }
+        if plan.closeOtherDescriptors {
+            try addCloseOthers(keeping: plan.passedDescriptors.filter { $0 > 2 }, to: &actions)
+        }
+    }
+
+    /// Closes, in the child, every descriptor above 2 but `kept` (sorted): the top range with
+    /// one `closefrom` (glibc's close_range: no per-descriptor cost), the gaps below the highest
+    /// kept one descriptor by descriptor, only those open now. Runs after the stdio actions, so
+    /// the pipe ends already copied to 0...2 go too.
+    private static func addCloseOthers(keeping kept: [Int32], to actions: inout posix_spawn_file_actions_t) throws(UVError) {
+        let top = (kept.last ?? 2) + 1
+        let open = kept.isEmpty ? [] : System.openDescriptors()
+        let keptSet = Set(kept)
+        for fd in open where fd > 2 && fd < top && !keptSet.contains(fd) {
+            let rc = posix_spawn_file_actions_addclose(&actions, fd)
+            if rc != 0 { throw UVError(errno: rc, operation: "posix_spawn_file_actions_addclose") }
+        }
+        let rc = cos_spawn_add_closefrom(&actions, top)
+        if rc == ENOSYS {
+            // glibc before 2.34: each descriptor open now, one by one.
+            for fd in System.openDescriptors() where fd >= top {
+                let rc = posix_spawn_file_actions_addclose(&actions, fd)
+                if rc != 0 { throw UVError(errno: rc, operation: "posix_spawn_file_actions_addclose") }
+            }
+        } else if rc != 0 {
+            throw UVError(errno: rc, operation: "posix_spawn_file_actions_addclosefrom_np")
         }
     }
 }

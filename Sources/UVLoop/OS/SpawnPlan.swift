@@ -18,6 +18,16 @@ struct SpawnPlan: Sendable {
     var stdin: ChildStdio = .inherit
     var stdout: ChildStdio = .inherit
     var stderr: ChildStdio = .inherit
+    /// `setsid()` in the child: a new session and process group, both led by the child.
+    var newSession = false
+    /// `setpgid(0, group)` in the child (0: a new group led by the child); nil: this process's.
+    var processGroup: pid_t?
+    /// Descriptors the child keeps under the same numbers (sorted, no duplicates), whatever
+    /// their close-on-exec flag.
+    var passedDescriptors: [Int32] = []
+    /// Every descriptor above 2 that is not passed is closed in the child, also those this
+    /// process opened without close-on-exec (Python's `close_fds=True`).
+    var closeOtherDescriptors = true
 
     /// The plan's stdio in descriptor order (0, 1, 2).
     var stdio: [ChildStdio] { [stdin, stdout, stderr] }

@@ -68,6 +68,35 @@ enum System {
         return moved
     }
 
+    /// The descriptors open in this process right now, ascending (from `/proc/self/fd`; the
+    /// directory's own descriptor left out). Empty when `/proc` cannot be read.
+    static func openDescriptors() -> [Int32] {
+        guard let directory = opendir("/proc/self/fd") else { return [] }
+        defer { closedir(directory) }
+        let own = dirfd(directory)
+        var result: [Int32] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if let fd = Int32(name), fd != own { result.append(fd) }
+        }
+        return result.sorted()
+    }
+
+    /// Whether `fd` has FD_CLOEXEC (false for a descriptor that is not open).
+    static func isCloseOnExec(_ fd: Int32) -> Bool {
+        let flags = fcntl(fd, F_GETFD)
+        return flags >= 0 && flags & FD_CLOEXEC != 0
+    }
+
+    /// Sets or clears FD_CLOEXEC on `fd` (best effort: a descriptor closed meanwhile is skipped).
+    static func setCloseOnExec(_ fd: Int32, _ enabled: Bool) {
+        let flags = fcntl(fd, F_GETFD)
+        guard flags >= 0 else { return }
+        _ = fcntl(fd, F_SETFD, enabled ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC)
+    }
+
     /// The access mode of `fd` (`O_RDONLY`, `O_WRONLY` or `O_RDWR`).
     /// - Throws: `UVError.EBADF` for a descriptor that is not open.
     static func accessMode(_ fd: Int32) throws(UVError) -> Int32 {

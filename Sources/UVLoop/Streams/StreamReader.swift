@@ -30,8 +30,9 @@ public final class StreamReader: Sendable, AsyncSequence {
     /// - Throws: `UVError` (EBADF for a closed descriptor or one not open for reading, EEXIST when
     ///   the loop already watches it); the descriptor then stays the caller's.
     ///   `EventLoopError.loopClosed` on a closed loop.
-    convenience init(loop: EventLoop, pipe fileDescriptor: Int32) throws {
-        let transport = try StreamTransport.openPipe(loop: loop, fileDescriptor: fileDescriptor, reading: true)
+    convenience init(loop: EventLoop, pipe fileDescriptor: Int32, limit: Int = 64 * 1024) throws {
+        let transport = try StreamTransport.openPipe(loop: loop, fileDescriptor: fileDescriptor, reading: true,
+                                                     limit: limit)
         self.init(transport: transport, lease: TransportLease(transport))
     }
 

@@ -4,12 +4,12 @@ extension ChildProcess {
     /// Wraps the parent's pipe ends in streams on `loop` (its thread). Each descriptor is owned by
     /// its stream from then on; on failure every descriptor not yet owned is closed.
     /// - Throws: `UVError` from libuv (EMFILE, ENOMEM).
-    func attachPipes(loop: EventLoop, stdin: Int32?, stdout: Int32?, stderr: Int32?) throws {
+    func attachPipes(loop: EventLoop, stdin: Int32?, stdout: Int32?, stderr: Int32?, limit: Int) throws {
         var owned = Pipes()
         do {
             if let stdin { owned.stdin = try StreamWriter(loop: loop, pipe: stdin) }
-            if let stdout { owned.stdout = try StreamReader(loop: loop, pipe: stdout) }
-            if let stderr { owned.stderr = try StreamReader(loop: loop, pipe: stderr) }
+            if let stdout { owned.stdout = try StreamReader(loop: loop, pipe: stdout, limit: limit) }
+            if let stderr { owned.stderr = try StreamReader(loop: loop, pipe: stderr, limit: limit) }
         } catch {
             if owned.stdin == nil, let stdin { System.closeDescriptor(stdin) }
             if owned.stdout == nil, let stdout { System.closeDescriptor(stdout) }

@@ -6,7 +6,8 @@ extension EventLoop {
     ///
     /// `program` without a slash is looked up on PATH (the `environment`'s PATH when given).
     /// - Parameters:
-    ///   - program: the program's path, or a name looked up on PATH.
+    ///   - program: the program's path, or a name looked up on PATH (with `executable`: only
+    ///     argv[0]).
     ///   - arguments: the arguments after argv[0] (which is `program`).
     ///   - stdin: where the child's standard input comes from; `.pipe` makes `ChildProcess.stdin`.
     ///   - stdout: where its standard output goes; `.pipe` makes `ChildProcess.stdout`.
@@ -14,17 +15,37 @@ extension EventLoop {
     ///     merges it into standard output.
     ///   - environment: the child's whole environment, or nil to inherit this process's.
     ///   - workingDirectory: the child's working directory, or nil to inherit.
+    ///   - limit: the pipe readers' limit (asyncio's `limit=`): reading pauses above twice this
+    ///     many buffered bytes, and `readLine`/`readUntil` give up beyond it.
+    ///   - startNewSession: `setsid()` in the child: a new session and a new process group, both
+    ///     led by the child (`POSIX_SPAWN_SETSID`).
+    ///   - processGroup: `setpgid` in the child: 0 makes a new group led by the child, a pid
+    ///     joins that process's group. Not with `startNewSession`.
+    ///   - passFDs: descriptors the child keeps under the same numbers (even close-on-exec ones).
+    ///   - closeFDs: every other descriptor above 2 is closed in the child, also those this
+    ///     process opened without close-on-exec (Python's `close_fds=True`, the default).
+    ///   - executable: the file executed (looked up on PATH without a slash); `program` is then
+    ///     only argv[0].
     /// - Throws: `EventLoopError.childWatcherNotActive` (nothing spawned) when the watcher is not
     ///   active; `UVError` ENOENT/EACCES for a missing or non-executable program or directory,
-    ///   EINVAL for bad strings, EBADF for a closed descriptor, EMFILE/EAGAIN when out of
-    ///   descriptors or processes; `EventLoopError.loopClosed`. A failed spawn leaves no child,
-    ///   zombie or descriptor behind.
+    ///   EINVAL for bad strings, a negative process group or a session together with a group,
+    ///   EPERM for a process group that does not exist (or belongs to another session), EBADF
+    ///   for a closed descriptor (in `passFDs` too), EMFILE/EAGAIN when out of descriptors or
+    ///   processes, ENOTSUP for `processGroup` under `LibuvChildWatcher`;
+    ///   `EventLoopError.invalidArgument` for a `limit` below 1; `EventLoopError.loopClosed`. A
+    ///   failed spawn leaves no child, zombie or descriptor behind.
     public func subprocessExec(_ program: String, _ arguments: [String] = [], stdin: Stdio = .inherit,
                                stdout: Stdio = .inherit, stderr: Stdio = .inherit,
                                environment: [String: String]? = nil,
-                               workingDirectory: String? = nil) async throws -> ChildProcess {
+                               workingDirectory: String? = nil, limit: Int = 65_536,
+                               startNewSession: Bool = false, processGroup: pid_t? = nil,
+                               passFDs: [Int32] = [], closeFDs: Bool = true,
+                               executable: String? = nil) async throws -> ChildProcess {
+        let options = SpawnOptions(limit: limit, startNewSession: startNewSession, processGroup: processGroup,
+                                   passFDs: passFDs, closeFDs: closeFDs, executable: executable)
         let request = try SpawnRequest(program: program, arguments: arguments, environment: environment,
-                                       workingDirectory: workingDirectory, stdin: stdin, stdout: stdout, stderr: stderr)
+                                       workingDirectory: workingDirectory, stdin: stdin, stdout: stdout,
+                                       stderr: stderr, options: options)
         return try await onLoop {
             try checkLoopThread()
             return try spawn(request)
@@ -32,12 +53,17 @@ extension EventLoop {
     }
 
     /// Runs `command` with `/bin/sh -c` (asyncio's `loop.subprocess_shell`). Parameters and errors
-    /// as `subprocessExec`.
+    /// as `subprocessExec` (`executable` replaces `/bin/sh`).
     public func subprocessShell(_ command: String, stdin: Stdio = .inherit, stdout: Stdio = .inherit,
                                 stderr: Stdio = .inherit, environment: [String: String]? = nil,
-                                workingDirectory: String? = nil) async throws -> ChildProcess {
+                                workingDirectory: String? = nil, limit: Int = 65_536,
+                                startNewSession: Bool = false, processGroup: pid_t? = nil,
+                                passFDs: [Int32] = [], closeFDs: Bool = true,
+                                executable: String? = nil) async throws -> ChildProcess {
         try await subprocessExec("/bin/sh", ["-c", command], stdin: stdin, stdout: stdout, stderr: stderr,
-                                 environment: environment, workingDirectory: workingDirectory)
+                                 environment: environment, workingDirectory: workingDirectory, limit: limit,
+                                 startNewSession: startNewSession, processGroup: processGroup,
+                                 passFDs: passFDs, closeFDs: closeFDs, executable: executable)
     }
 
     /// The spawn path, on the loop thread: check the watcher, create the pipes, spawn, register.
@@ -63,7 +89,7 @@ extension EventLoop {
         let process = ChildProcess(pid: pid, signaller: signaller)
         do {
             try process.attachPipes(loop: self, stdin: setup.stdinWriter, stdout: setup.stdoutReader,
-                                    stderr: setup.stderrReader)
+                                    stderr: setup.stderrReader, limit: request.options.limit)
             try watcher.addChildHandler(pid) { [process] _, returnCode in
                 process.didExit(returnCode: returnCode)
             }
@@ -85,18 +111,28 @@ extension EventLoop {
 public func createSubprocessExec(_ program: String, _ arguments: [String] = [], stdin: Stdio = .inherit,
                                  stdout: Stdio = .inherit, stderr: Stdio = .inherit,
                                  environment: [String: String]? = nil,
-                                 workingDirectory: String? = nil) async throws -> ChildProcess {
+                                 workingDirectory: String? = nil, limit: Int = 65_536,
+                                 startNewSession: Bool = false, processGroup: pid_t? = nil,
+                                 passFDs: [Int32] = [], closeFDs: Bool = true,
+                                 executable: String? = nil) async throws -> ChildProcess {
     let loop = try getRunningLoop()
     return try await loop.subprocessExec(program, arguments, stdin: stdin, stdout: stdout, stderr: stderr,
-                                         environment: environment, workingDirectory: workingDirectory)
+                                         environment: environment, workingDirectory: workingDirectory, limit: limit,
+                                         startNewSession: startNewSession, processGroup: processGroup,
+                                         passFDs: passFDs, closeFDs: closeFDs, executable: executable)
 }
 
 /// Runs `command` with `/bin/sh -c` on the loop running the calling task (asyncio's
 /// `create_subprocess_shell`). Parameters and errors as `createSubprocessExec`.
 public func createSubprocessShell(_ command: String, stdin: Stdio = .inherit, stdout: Stdio = .inherit,
                                   stderr: Stdio = .inherit, environment: [String: String]? = nil,
-                                  workingDirectory: String? = nil) async throws -> ChildProcess {
+                                  workingDirectory: String? = nil, limit: Int = 65_536,
+                                  startNewSession: Bool = false, processGroup: pid_t? = nil,
+                                  passFDs: [Int32] = [], closeFDs: Bool = true,
+                                  executable: String? = nil) async throws -> ChildProcess {
     let loop = try getRunningLoop()
     return try await loop.subprocessShell(command, stdin: stdin, stdout: stdout, stderr: stderr,
-                                          environment: environment, workingDirectory: workingDirectory)
+                                          environment: environment, workingDirectory: workingDirectory, limit: limit,
+                                          startNewSession: startNewSession, processGroup: processGroup,
+                                          passFDs: passFDs, closeFDs: closeFDs, executable: executable)
 }

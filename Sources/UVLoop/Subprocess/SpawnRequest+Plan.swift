@@ -18,6 +18,10 @@ struct SpawnSetup {
     init(_ request: SpawnRequest) throws {
         plan = SpawnPlan(executable: try request.resolvedPath(), arguments: request.arguments,
                          environment: request.environment, workingDirectory: request.workingDirectory)
+        plan.newSession = request.options.startNewSession
+        plan.processGroup = request.options.processGroup
+        plan.passedDescriptors = request.options.passFDs
+        plan.closeOtherDescriptors = request.options.closeFDs
         do {
             plan.stdin = try wire(request.stdin, target: 0)
             plan.stdout = try wire(request.stdout, target: 1)

@@ -1,5 +1,22 @@
 import Glibc
 
+/// The 0.2 spawn options (asyncio/subprocess `limit`, `start_new_session`, `process_group`,
+/// `pass_fds`, `close_fds`, `executable`), as the public functions take them.
+struct SpawnOptions: Sendable {
+    /// The pipe readers' limit (asyncio's `limit=`).
+    var limit = 65_536
+    /// `setsid()` in the child: a new session and process group, led by the child.
+    var startNewSession = false
+    /// `setpgid(0, group)` in the child; 0: a new group led by the child.
+    var processGroup: pid_t?
+    /// Descriptors kept open in the child under the same numbers.
+    var passFDs: [Int32] = []
+    /// Every other descriptor above 2 is closed in the child.
+    var closeFDs = true
+    /// The file executed; the program name is then only argv[0].
+    var executable: String?
+}
+
 /// A validated request to start a program: every string checked before anything is created.
 /// `SpawnRequest+Plan.swift` turns it into pipes and the `SpawnPlan` both spawners read.
 struct SpawnRequest: Sendable {
@@ -14,17 +31,23 @@ struct SpawnRequest: Sendable {
     let stdin: Stdio
     let stdout: Stdio
     let stderr: Stdio
+    /// The options, with `passFDs` sorted and deduplicated.
+    let options: SpawnOptions
 
     /// - Throws: `UVError.EINVAL` for an empty program name, a NUL byte in any string, an
-    ///   environment key that is empty or contains "=", or `.stdout` used for stdin or stdout;
-    ///   `UVError.EBADF` for a `.fileDescriptor` that is not open.
+    ///   environment key that is empty or contains "=", `.stdout` used for stdin or stdout, a
+    ///   negative process group, or a new session together with a process group (the new session's
+    ///   group is the child's own); `UVError.EBADF` for a `.fileDescriptor` or a passed descriptor
+    ///   that is not open (or negative); `EventLoopError.invalidArgument` for a `limit` below 1.
     init(program: String, arguments: [String], environment: [String: String]?, workingDirectory: String?,
-         stdin: Stdio, stdout: Stdio, stderr: Stdio) throws {
+         stdin: Stdio, stdout: Stdio, stderr: Stdio, options: SpawnOptions = SpawnOptions()) throws {
         func invalid(_ what: String) -> UVError { UVError(code: UVError.EINVAL.code, operation: what) }
         guard !program.isEmpty else { throw invalid("spawn: empty program name") }
-        for string in [program] + arguments + [workingDirectory ?? ""] where string.utf8.contains(0) {
-            throw invalid("spawn: NUL byte in the program, an argument or the working directory")
+        let strings = [program] + arguments + [workingDirectory ?? "", options.executable ?? ""]
+        for string in strings where string.utf8.contains(0) {
+            throw invalid("spawn: NUL byte in the program, an argument, the executable or the working directory")
         }
+        if options.executable?.isEmpty == true { throw invalid("spawn: empty executable") }
         if let environment {
             for (key, value) in environment {
                 if key.isEmpty || key.contains("=") { throw invalid("spawn: invalid environment key '\(key)'") }
@@ -35,6 +58,18 @@ struct SpawnRequest: Sendable {
         for case .fileDescriptor(let fd) in [stdin, stdout, stderr] where !System.isOpenDescriptor(fd) {
             throw UVError(code: UVError.EBADF.code, operation: "spawn: descriptor \(fd) is not open")
         }
+        guard options.limit >= 1 else { throw EventLoopError.invalidArgument }
+        if let group = options.processGroup, group < 0 {
+            throw invalid("spawn: process group \(group) is negative (0 makes a new group)")
+        }
+        if options.startNewSession && options.processGroup != nil {
+            throw invalid("spawn: startNewSession already makes a new process group led by the child; processGroup cannot be set too")
+        }
+        for fd in options.passFDs where fd < 0 || !System.isOpenDescriptor(fd) {
+            throw UVError(code: UVError.EBADF.code, operation: "spawn: passFDs: descriptor \(fd) is not open")
+        }
+        var options = options
+        options.passFDs = Array(Set(options.passFDs)).sorted()
         self.program = program
         self.arguments = [program] + arguments
         self.environment = environment.map { $0.map { "\($0.key)=\($0.value)" }.sorted() }
@@ -43,6 +78,7 @@ struct SpawnRequest: Sendable {
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
+        self.options = options
     }
 
     /// The program's path: as given when it contains a slash, else the first executable match on
@@ -50,6 +86,7 @@ struct SpawnRequest: Sendable {
     /// - Throws: `UVError.ENOENT` when no match exists, `UVError.EACCES` when matches exist but
     ///   none is executable.
     func resolvedPath() throws -> String {
+        let program = options.executable ?? self.program
         if program.contains("/") { return program }
         var sawNonExecutable = false
         for directory in searchPath.split(separator: ":", omittingEmptySubsequences: false) {

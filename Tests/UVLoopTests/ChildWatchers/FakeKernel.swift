@@ -56,11 +56,9 @@ final class FakeKernel: ChildKernel, @unchecked Sendable {
     /// A signal kills the child.
     func kill(_ pid: pid_t, bySignal signal: Int32) { finish(pid, status: signal & 0x7f) }
 
-    /// The child exits and someone else reaps it at once (a stray `waitpid(-1)` elsewhere).
-    func exitAndSteal(_ pid: pid_t) {
-        finish(pid, status: 0)
-        condition.withLock { children[pid]?.reaped = true }
-    }
+    /// The child exits and someone else reaps it at once (a stray `waitpid(-1)` elsewhere): both
+    /// under one lock, so no waiter sees the exit before the theft.
+    func exitAndSteal(_ pid: pid_t) { finish(pid, status: 0, stolen: true) }
 
     /// The next `count` calls named `call` fail with EINTR.
     func interrupt(_ call: String, times count: Int) {
@@ -82,10 +80,11 @@ final class FakeKernel: ChildKernel, @unchecked Sendable {
     /// Pidfds still open.
     var openPidfdCount: Int { condition.withLock { pidfds.count } }
 
-    private func finish(_ pid: pid_t, status: Int32) {
+    private func finish(_ pid: pid_t, status: Int32, stolen: Bool = false) {
         condition.withLock {
             guard children[pid]?.status == nil else { return }
             children[pid]?.status = status
+            if stolen { children[pid]?.reaped = true }
             for (_, entry) in pidfds where entry.pid == pid { writeByte(entry.write) }
             condition.broadcast()
         }
