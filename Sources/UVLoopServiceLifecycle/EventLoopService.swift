@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
 import UVLoop
 
 /// Runs event loops as a swift-service-lifecycle `Service`: one OS thread per loop, each loop set
@@ -83,9 +82,9 @@ private final class Finished: Sendable {
         var waiter: CheckedContinuation<Void, any Error>?
     }
 
-    private let state: Mutex<State>
+    private let state: Guarded<State>
 
-    init(expected: Int) { state = Mutex(State(remaining: expected)) }
+    init(expected: Int) { state = Guarded(State(remaining: expected)) }
 
     func record(_ error: any Error) {
         state.withLock { if $0.error == nil { $0.error = error } }
@@ -113,5 +112,23 @@ private final class Finished: Sendable {
             }
             if let finished { continuation.resume(with: finished) }
         }
+    }
+}
+
+/// A value and the `NSLock` that guards it: a pthread mutex, which ThreadSanitizer sees, rather
+/// than `Synchronization.Mutex`, whose futexes it cannot see (it reported the accesses made
+/// under one as races).
+///
+/// `@unchecked Sendable`: `lock` guards `value`.
+private final class Guarded<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value   // guarded by `lock`
+
+    init(_ value: Value) { self.value = value }
+
+    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
     }
 }

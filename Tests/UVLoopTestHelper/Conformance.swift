@@ -90,6 +90,17 @@ func openDescriptors() -> [String: String] {
 }
 
 /// True when this process has no child at all (running or zombie).
+/// True once `pid` no longer runs (gone, or a zombie its new parent has not reaped yet); waits a little.
+func isGone(_ pid: pid_t) -> Bool {
+    for _ in 0..<200 {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        if stat[stat.index(close, offsetBy: 2)] == "Z" { return true }
+        usleep(10_000)
+    }
+    return false
+}
+
 func hasNoChildren() -> Bool {
     var info = siginfo_t()
     return waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == -1 && errno == ECHILD
@@ -142,10 +153,12 @@ func runConformance(_ name: String) throws {
     }
 
     // Warm up (libuv's signal pipe, the pidfd probe, libdispatch's own epoll and eventfd behind
-    // Task.sleep and runInExecutor), then take the descriptor baseline.
+    // Task.sleep and runInExecutor, the descriptor libuv keeps in reserve for EMFILE from the
+    // loop's first stream on), then take the descriptor baseline.
     _ = try loop.runUntilComplete {
         try await Task.sleep(for: .milliseconds(1))
         _ = try await loop.runInExecutor { 0 }
+        _ = try await createSubprocessExec("/bin/true", stdout: .pipe).communicate()
         return try await createSubprocessExec("/bin/true").wait()
     }
     let descriptorsBefore = openDescriptors()
@@ -158,6 +171,7 @@ func runConformance(_ name: String) throws {
             let process = try await createSubprocessShell(script)
             let code = try await process.wait()
             check(code == expected && process.returnCode == expected, "'\(script)' returns \(expected) (got \(code))")
+            check(process.termination == .exited(expected), "'\(script)' terminates as exited(\(expected)) (\(String(describing: process.termination)))")
         }
 
         // Signals: minus the signal number.
@@ -176,6 +190,27 @@ func runConformance(_ name: String) throws {
         let segv = try await createSubprocessShell("kill -SEGV $$")
         let segvCode = try await segv.wait()
         check(segvCode == -SIGSEGV, "a child killed by SIGSEGV gives -11 (\(segvCode))")
+        if case .signaled(SIGSEGV, _) = segv.termination {} else {
+            check(false, "a child killed by SIGSEGV terminates as signaled(11) (\(String(describing: segv.termination)))")
+        }
+        check(killed.termination == .signaled(SIGKILL, coreDumped: false), "kill() terminates as signaled(9) (\(String(describing: killed.termination)))")
+
+        // Deadlines and teardown, with this watcher's reaping and signalling.
+        let slow = try await createSubprocessExec("sleep", ["30"])
+        var timedOut = false
+        do { _ = try await slow.wait(timeout: 0.05) } catch is TimeoutError { timedOut = true }
+        check(timedOut && slow.returnCode == nil, "wait(timeout:) throws TimeoutError and leaves the child running")
+        let slowCode = try await slow.terminate(gracePeriod: 5)
+        check(slowCode == -SIGTERM && slow.termination == .signaled(SIGTERM, coreDumped: false),
+              "terminate(gracePeriod:) ends a child that obeys SIGTERM with it (\(slowCode))")
+        let stubborn = try await createSubprocessShell("trap '' TERM; sleep 30 & echo $!; wait", stdout: .pipe,
+                                                       startNewSession: true)
+        let grandchild = pid_t(String(decoding: try await stubborn.stdout!.readLine(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let stubbornCode = try await stubborn.terminate(gracePeriod: 0.1)
+        check(stubbornCode == -SIGKILL, "terminate(gracePeriod:) kills a group that ignores SIGTERM (\(stubbornCode))")
+        check(grandchild > 0 && isGone(grandchild), "the group's grandchild \(grandchild) is killed with its leader")
+        _ = try await stubborn.stdout!.read()
         do {
             try killed.kill()
             check(false, "kill() after the exit throws")

@@ -13,7 +13,7 @@ import Logging
 /// Active only while attached to a loop running on the main thread, as SafeChildWatcher; `close()`
 /// detaches, forgets the stored exits, and hands children still pending to a waiting thread that
 /// still reports them.
-public final class FastChildWatcher: ChildWatcher {
+public final class FastChildWatcher: ChildWatcher, TerminationReporting {
     /// How many exits of unregistered pids are kept.
     public static let storedExitLimit = MainLoopSIGCHLD.storedExitLimit
 
@@ -32,6 +32,11 @@ public final class FastChildWatcher: ChildWatcher {
     /// Registers `callback`, or calls it at once with a stored exit.
     /// - Throws: `EventLoopError.childWatcherHasNoLoop` when no loop is attached.
     public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
+        try addTerminationHandler(pid, returnCodeCallback(callback))
+    }
+
+    /// `addChildHandler`, with the whole termination.
+    func addTerminationHandler(_ pid: pid_t, _ callback: @escaping TerminationCallback) throws {
         try sigchld.register(pid, callback)
     }
 

@@ -15,13 +15,13 @@ import Logging
 ///   running an `EventLoop`.
 /// - `isActive()` is always true; `attachLoop` and `close` do nothing.
 /// - A loop that closes with children still running hands them to a waiting thread.
-public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher {
+public final class LibuvChildWatcher: ChildWatcher, TerminationReporting, SpawningChildWatcher {
     private struct Child: Sendable {
         /// The process handle, on the loop that spawned the child.
         let process: LoopBound<UVProcess>
         var registration: ChildRegistration?
         /// The exit, when it came before any registration.
-        var returnCode: Int32?
+        var termination: Termination?
     }
 
     private let children = LockedValue<[pid_t: Child]>([:])
@@ -42,36 +42,50 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher {
         fallback = ThreadedChildWatcher(reaper: reaper)
     }
 
-    func spawn(_ plan: SpawnPlan, on loop: EventLoop) throws -> (pid: pid_t, signaller: ChildSignaller) {
+    func spawn(_ plan: SpawnPlan, on loop: EventLoop) throws -> SpawnedChild {
         // The exit callback is set below: libuv reports the exit from the loop, later.
         let process = try UVProcess(loop: loop.uvLoop, plan: plan) { _ in }
         let pid = process.pid
         // Strong captures: the closures go with the handle when it closes (see PidfdChildWatcher).
-        process.exitCallback = { [self] termination in exited(pid, termination.returnCode) }
+        process.exitCallback = { [self] termination in exited(pid, termination) }
         // Opened before control returns to the loop, so before libuv can reap the child.
         let pidfd = PidfdSignaller(pid: pid, reaper: reaper)
         process.whenClosed = { [self] in
             pidfd.close()
             handleClosed(pid, exited: process.hasExited)
         }
-        children.withLock { $0[pid] = Child(process: LoopBound(process, loop: loop)) }
-        return (pid, { pid, signal in try pidfd.send(signal, to: pid) })
+        let bound = LoopBound(process, loop: loop)
+        children.withLock { $0[pid] = Child(process: bound) }
+        let reaper = self.reaper
+        return SpawnedChild(pid: pid, signaller: { pid, signal in try pidfd.send(signal, to: pid) },
+                            groupSignaller: { leader, signal in
+            // libuv reaps on the loop's thread, without UVLoop's reaper lock: checked and sent
+            // there, the leader cannot be reaped in between.
+            try await loop.onLoop {
+                try loop.checkLoopThread()
+                guard !bound.value.hasExited, !bound.value.isClosing else {
+                    throw UVError(errno: ESRCH, operation: "kill(-\(leader)): the group's leader has been reaped")
+                }
+                let result = reaper.kernel.kill(-leader, signal)
+                if result < 0 { throw UVError(code: result, operation: "kill(-\(leader), \(signal))") }
+            }
+        })
     }
 
     /// libuv reported the exit (loop thread).
-    private func exited(_ pid: pid_t, _ code: Int32) {
+    private func exited(_ pid: pid_t, _ termination: Termination) {
         let (registration, process) = children.withLock { children -> (ChildRegistration?, LoopBound<UVProcess>?) in
             guard var child = children[pid] else { return (nil, nil) }
             if let registration = child.registration {
                 children[pid] = nil
                 return (registration, child.process)
             }
-            child.returnCode = code
+            child.termination = termination
             children[pid] = child
             return (nil, nil)
         }
         process?.value.close()
-        registration?.deliver(pid: pid, returnCode: code, logger: reaper.logger)
+        registration?.deliver(pid: pid, termination: termination, logger: reaper.logger)
     }
 
     /// The process handle closed: after the exit, or because its loop closed first.
@@ -86,13 +100,18 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher {
     /// the loop that spawned it; for any other pid, on the loop running on this thread.
     /// - Throws: `EventLoopError.noRunningEventLoop` for a pid it did not spawn when no loop runs here.
     public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
+        try addTerminationHandler(pid, returnCodeCallback(callback))
+    }
+
+    /// `addChildHandler`, with the whole termination.
+    func addTerminationHandler(_ pid: pid_t, _ callback: @escaping TerminationCallback) throws {
         let registration = ChildRegistration(callback: callback, loop: nil)
-        enum Found { case registered, exited(Int32, LoopBound<UVProcess>), notOurs }
+        enum Found { case registered, exited(Termination, LoopBound<UVProcess>), notOurs }
         let found = children.withLock { children -> Found in
             guard var child = children[pid] else { return .notOurs }
-            if let code = child.returnCode {
+            if let termination = child.termination {
                 children[pid] = nil
-                return .exited(code, child.process)
+                return .exited(termination, child.process)
             }
             child.registration = registration
             children[pid] = child
@@ -101,11 +120,11 @@ public final class LibuvChildWatcher: ChildWatcher, SpawningChildWatcher {
         switch found {
         case .registered:
             return
-        case .exited(let code, let process):
+        case .exited(let termination, let process):
             process.loop.execute { process.value.close() }
-            registration.deliver(pid: pid, returnCode: code, logger: reaper.logger)
+            registration.deliver(pid: pid, termination: termination, logger: reaper.logger)
         case .notOurs:
-            try fallback.addChildHandler(pid, callback)
+            try fallback.addTerminationHandler(pid, callback)
         }
     }
 

@@ -17,7 +17,7 @@ final class MainLoopSIGCHLD: Sendable {
     struct State: Sendable {
         var handlers: [pid_t: ChildRegistration] = [:]
         /// `.everyChild`: exits of pids nobody registered yet, and their order (oldest first).
-        var storedExits: [pid_t: Int32] = [:]
+        var storedExits: [pid_t: Termination] = [:]
         var storedOrder: [pid_t] = []
         var attached: EventLoop?
         /// The SIGCHLD handle on `attached`.
@@ -107,7 +107,7 @@ final class MainLoopSIGCHLD: Sendable {
     /// calling thread.
     /// - Throws: `EventLoopError.childWatcherHasNoLoop` when no loop is attached (before any
     ///   waitpid, so no status is lost).
-    func register(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
+    func register(_ pid: pid_t, _ callback: @escaping TerminationCallback) throws {
         let registration = ChildRegistration(callback: callback, loop: nil)
         let reaper = self.reaper
         let immediate = try state.withLock { state -> [ChildExit] in
@@ -117,14 +117,14 @@ final class MainLoopSIGCHLD: Sendable {
                 state.handlers[pid] = registration
                 return reaper.reapRegistered([pid], in: &state.handlers)
             case .everyChild:
-                if let code = state.storedExits.removeValue(forKey: pid) {
+                if let termination = state.storedExits.removeValue(forKey: pid) {
                     state.storedOrder.removeAll { $0 == pid }
-                    return [ChildExit(registration: registration, pid: pid, returnCode: code)]
+                    return [ChildExit(registration: registration, pid: pid, termination: termination)]
                 }
                 // Neither stored nor an unreaped child: someone else took its status (D5).
                 if !reaper.isUnreapedChild(pid) {
                     reaper.logger.warning("Unknown child process pid \(pid), will report returncode 255")
-                    return [ChildExit(registration: registration, pid: pid, returnCode: 255)]
+                    return [ChildExit(registration: registration, pid: pid, termination: .exited(255))]
                 }
                 state.handlers[pid] = registration
                 return []
@@ -176,9 +176,9 @@ final class MainLoopSIGCHLD: Sendable {
                 switch reaper.reapAnyLocked() {
                 case .exited(let pid, let termination):
                     if let registration = state.handlers.removeValue(forKey: pid) {
-                        exits.append(ChildExit(registration: registration, pid: pid, returnCode: termination.returnCode))
+                        exits.append(ChildExit(registration: registration, pid: pid, termination: termination))
                     } else {
-                        store(pid, termination.returnCode, in: &state)
+                        store(pid, termination, in: &state)
                     }
                 case .none:
                     break reaping
@@ -192,7 +192,7 @@ final class MainLoopSIGCHLD: Sendable {
             // Registered, yet no child is left: their statuses went to another reaper.
             for (pid, registration) in state.handlers {
                 reaper.logger.warning("Child process pid \(pid) was reaped elsewhere, will report returncode 255")
-                exits.append(ChildExit(registration: registration, pid: pid, returnCode: 255))
+                exits.append(ChildExit(registration: registration, pid: pid, termination: .exited(255)))
             }
             state.handlers = [:]
         }
@@ -200,12 +200,12 @@ final class MainLoopSIGCHLD: Sendable {
     }
 
     /// Keeps an exit for a later `register`, dropping the oldest beyond `storedExitLimit`.
-    private func store(_ pid: pid_t, _ code: Int32, in state: inout State) {
-        if state.storedExits.updateValue(code, forKey: pid) == nil { state.storedOrder.append(pid) }
+    private func store(_ pid: pid_t, _ termination: Termination, in state: inout State) {
+        if state.storedExits.updateValue(termination, forKey: pid) == nil { state.storedOrder.append(pid) }
         if state.storedOrder.count > Self.storedExitLimit {
             let dropped = state.storedOrder.removeFirst()
-            if let code = state.storedExits.removeValue(forKey: dropped) {
-                reaper.logger.warning("Caught subprocess termination from unknown pid: \(dropped) -> \(code) (dropped)")
+            if let termination = state.storedExits.removeValue(forKey: dropped) {
+                reaper.logger.warning("Caught subprocess termination from unknown pid: \(dropped) -> \(termination.returnCode) (dropped)")
             }
         }
     }

@@ -14,7 +14,7 @@ import Logging
 ///   depends on which thread the kernel picked for the signal (asyncio's bpo-38323).
 /// - `close()` stops the private thread; children still pending are handed to a waiting thread
 ///   that still reports them.
-public final class MultiLoopChildWatcher: ChildWatcher {
+public final class MultiLoopChildWatcher: ChildWatcher, TerminationReporting {
     private struct State: Sendable {
         var handlers: [pid_t: ChildRegistration] = [:]
         var privateLoop: EventLoop?
@@ -74,6 +74,11 @@ public final class MultiLoopChildWatcher: ChildWatcher {
     /// - Throws: `EventLoopError.noRunningEventLoop` when no loop runs on this thread;
     ///   `EventLoopError.childWatcherNotActive` before the first `attachLoop` or after `close()`.
     public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
+        try addTerminationHandler(pid, returnCodeCallback(callback))
+    }
+
+    /// `addChildHandler`, with the whole termination.
+    func addTerminationHandler(_ pid: pid_t, _ callback: @escaping TerminationCallback) throws {
         let loop = try getRunningLoop()
         let reaper = self.reaper
         let exits = try state.withLock { state -> [ChildExit] in

@@ -14,7 +14,7 @@ import Logging
 /// - `attachLoop` does nothing: each registration uses its own loop, so loops on any thread work.
 /// - When a loop closes with children still registered, or the watcher closes, those children
 ///   are handed to a waiting thread that still reports them: no zombie, no lost exit.
-public final class PidfdChildWatcher: ChildWatcher {
+public final class PidfdChildWatcher: ChildWatcher, TerminationReporting {
     private struct Watch: Sendable {
         var registration: ChildRegistration
         /// The pidfd's poll handle, on the registering loop.
@@ -38,6 +38,11 @@ public final class PidfdChildWatcher: ChildWatcher {
     /// - Throws: `UVError.ENOSYS` where pidfd_open is unavailable; `EventLoopError.noRunningEventLoop`
     ///   when no loop runs on this thread; `UVError` from pidfd_open (EMFILE) or the poll.
     public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
+        try addTerminationHandler(pid, returnCodeCallback(callback))
+    }
+
+    /// `addChildHandler`, with the whole termination.
+    func addTerminationHandler(_ pid: pid_t, _ callback: @escaping TerminationCallback) throws {
         guard reaper.pidfdSupported else {
             throw UVError(errno: ENOSYS, operation: "PidfdChildWatcher: pidfd_open is unavailable here")
         }
@@ -51,7 +56,7 @@ public final class PidfdChildWatcher: ChildWatcher {
         if replaced { return }
         guard reaper.isUnreapedChild(pid) else {
             reaper.logger.warning("Unknown child process pid \(pid), will report returncode 255")
-            registration.deliver(pid: pid, returnCode: 255, logger: reaper.logger)
+            registration.deliver(pid: pid, termination: .exited(255), logger: reaper.logger)
             return
         }
         let fd = try reaper.pidfdOpen(pid)
@@ -80,15 +85,15 @@ public final class PidfdChildWatcher: ChildWatcher {
     /// handed the child to a waiting thread) first leaves the status to that thread.
     private func exited(_ pid: pid_t) {
         let reaper = self.reaper
-        let reaped = watches.withLock { watches -> (Watch, Int32)? in
+        let reaped = watches.withLock { watches -> (Watch, Termination)? in
             guard let watch = watches[pid],
-                  let code = reaper.returnCode(for: reaper.reap(pid), pid: pid) else { return nil }
+                  let termination = reaper.termination(for: reaper.reap(pid), pid: pid) else { return nil }
             watches[pid] = nil
-            return (watch, code)
+            return (watch, termination)
         }
-        guard let (watch, code) = reaped else { return }
+        guard let (watch, termination) = reaped else { return }
         watch.poll.value.close()
-        watch.registration.deliver(pid: pid, returnCode: code, logger: reaper.logger)
+        watch.registration.deliver(pid: pid, termination: termination, logger: reaper.logger)
     }
 
     /// A poll handle closed while still registered: its loop closed. Hand the child over.

@@ -98,17 +98,17 @@ struct Reaper: Sendable {
         }
     }
 
-    /// The return code for a reaping outcome: nil while running; 255 with a warning when the
-    /// status was taken by someone else or the pid is not our child (asyncio's rule, D8).
-    func returnCode(for outcome: Outcome, pid: pid_t) -> Int32? {
+    /// The termination for a reaping outcome: nil while running; exit status 255 with a warning
+    /// when the status was taken by someone else or the pid is not our child (asyncio's rule, D8).
+    func termination(for outcome: Outcome, pid: pid_t) -> Termination? {
         switch outcome {
         case .exited(let termination):
-            return termination.returnCode
+            return termination
         case .running:
             return nil
         case .notAChild:
             logger.warning("Unknown child process pid \(pid), will report returncode 255")
-            return 255
+            return .exited(255)
         }
     }
 
@@ -120,9 +120,9 @@ struct Reaper: Sendable {
             var exits: [ChildExit] = []
             for pid in pids ?? Array(handlers.keys) {
                 guard let registration = handlers[pid] else { continue }
-                guard let code = returnCode(for: reapLocked(pid), pid: pid) else { continue }
+                guard let termination = termination(for: reapLocked(pid), pid: pid) else { continue }
                 handlers[pid] = nil
-                exits.append(ChildExit(registration: registration, pid: pid, returnCode: code))
+                exits.append(ChildExit(registration: registration, pid: pid, termination: termination))
             }
             return exits
         }
@@ -184,11 +184,11 @@ struct Reaper: Sendable {
         }
     }
 
-    /// Waits (blocking) for `pid` to exit, reaps it, and returns its return code (255 with a
-    /// warning when it is not our child or someone else reaped it). A waiting thread's body.
-    func waitAndReap(_ pid: pid_t) -> Int32 {
+    /// Waits (blocking) for `pid` to exit, reaps it, and returns how it ended (exit status 255
+    /// with a warning when it is not our child or someone else reaped it). A waiting thread's body.
+    func waitAndReap(_ pid: pid_t) -> Termination {
         let outcome: Outcome = waitUntilExitedPreferringPidfd(pid) ? reap(pid) : .notAChild
-        return returnCode(for: outcome, pid: pid) ?? 255
+        return termination(for: outcome, pid: pid) ?? .exited(255)
     }
 
     // MARK: Signalling
@@ -203,6 +203,22 @@ struct Reaper: Sendable {
             }
             let result = kernel.kill(pid, signal)
             if result < 0 { throw UVError(code: result, operation: "kill(\(pid), \(signal))") }
+        }
+    }
+
+    /// Sends `signal` to the process group `leader` leads, unless the leader has been reaped.
+    ///
+    /// While the leader is an unreaped child (running or a zombie), its pid, which is the group's
+    /// id, cannot be given to anyone else, so the group signalled is the child's own. Once it is
+    /// reaped the group's id could be recycled: this throws instead of signalling.
+    /// - Throws: `UVError.ESRCH` once the leader was reaped; `UVError` from `kill`.
+    func signalGroup(_ leader: pid_t, _ signal: Int32) throws {
+        try lock.withLock {
+            guard isUnreapedChildLocked(leader) else {
+                throw UVError(errno: ESRCH, operation: "kill(-\(leader)): the group's leader has been reaped")
+            }
+            let result = kernel.kill(-leader, signal)
+            if result < 0 { throw UVError(code: result, operation: "kill(-\(leader), \(signal))") }
         }
     }
 
@@ -233,8 +249,8 @@ struct Reaper: Sendable {
     func adopt(_ pid: pid_t, _ registration: ChildRegistration? = nil) {
         do {
             try Threads.startDetached(stackSize: Self.waiterStackSize) { [self] in
-                let code = waitAndReap(pid)
-                registration?.deliver(pid: pid, returnCode: code, logger: logger)
+                let termination = waitAndReap(pid)
+                registration?.deliver(pid: pid, termination: termination, logger: logger)
             }
         } catch {
             logger.error("Cannot start a thread to reap orphaned child \(pid): \(error)")

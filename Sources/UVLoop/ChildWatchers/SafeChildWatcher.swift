@@ -14,7 +14,7 @@ import Logging
 /// - `addChildHandler` with no attached loop throws `EventLoopError.childWatcherHasNoLoop`.
 /// - `close()` detaches; children still pending are handed to a waiting thread that still
 ///   reports them.
-public final class SafeChildWatcher: ChildWatcher {
+public final class SafeChildWatcher: ChildWatcher, TerminationReporting {
     private let sigchld: MainLoopSIGCHLD
 
     /// Creates a watcher; attach it to the main thread's loop (`setEventLoop` on the main thread does).
@@ -31,6 +31,11 @@ public final class SafeChildWatcher: ChildWatcher {
     /// exited is reported synchronously, on the calling thread; later exits on the attached loop.
     /// - Throws: `EventLoopError.childWatcherHasNoLoop` when no loop is attached.
     public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
+        try addTerminationHandler(pid, returnCodeCallback(callback))
+    }
+
+    /// `addChildHandler`, with the whole termination.
+    func addTerminationHandler(_ pid: pid_t, _ callback: @escaping TerminationCallback) throws {
         try sigchld.register(pid, callback)
     }
 

@@ -16,7 +16,7 @@ import Logging
 /// The waiting thread observes the exit by polling the child's pidfd where pidfds work (so many
 /// waiting threads do not slow each exit down), else with `waitid(WNOWAIT)`; then it reaps under
 /// the reaper's lock, so a `ChildProcess` never signals a reaped pid.
-public final class ThreadedChildWatcher: ChildWatcher {
+public final class ThreadedChildWatcher: ChildWatcher, TerminationReporting {
     private struct Table {
         var handlers: [pid_t: ChildRegistration] = [:]
         /// Pids with a waiting thread.
@@ -40,6 +40,11 @@ public final class ThreadedChildWatcher: ChildWatcher {
     /// - Throws: `EventLoopError.noRunningEventLoop` when no loop runs on this thread;
     ///   `UVError.EAGAIN` when no thread can be started. Nothing is registered then.
     public func addChildHandler(_ pid: pid_t, _ callback: @escaping @Sendable (pid_t, Int32) -> Void) throws {
+        try addTerminationHandler(pid, returnCodeCallback(callback))
+    }
+
+    /// `addChildHandler`, with the whole termination.
+    func addTerminationHandler(_ pid: pid_t, _ callback: @escaping TerminationCallback) throws {
         let loop = try getRunningLoop()
         let registration = ChildRegistration(callback: callback, loop: loop)
         let needsWaiter = table.withLock { table -> Bool in
@@ -60,12 +65,12 @@ public final class ThreadedChildWatcher: ChildWatcher {
 
     /// The waiting thread's body.
     private func wait(for pid: pid_t) {
-        let returnCode = reaper.waitAndReap(pid)
+        let termination = reaper.waitAndReap(pid)
         let registration = table.withLock { table -> ChildRegistration? in
             table.waiting.remove(pid)
             return table.handlers.removeValue(forKey: pid)
         }
-        registration?.deliver(pid: pid, returnCode: returnCode, logger: reaper.logger)
+        registration?.deliver(pid: pid, termination: termination, logger: reaper.logger)
     }
 
     @discardableResult

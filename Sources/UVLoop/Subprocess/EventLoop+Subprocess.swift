@@ -72,31 +72,40 @@ extension EventLoop {
         // Before anything exists: an inactive watcher means no child at all (asyncio gh-90493).
         guard watcher.isActive() else { throw EventLoopError.childWatcherNotActive }
         let setup = try SpawnSetup(request)
-        let pid: pid_t
-        let signaller: ChildSignaller
+        let child: SpawnedChild
         do {
             if let spawning = watcher as? SpawningChildWatcher {
-                (pid, signaller) = try spawning.spawn(setup.plan, on: self)
+                child = try spawning.spawn(setup.plan, on: self)
             } else {
-                pid = try PosixSpawn.spawn(setup.plan)
-                signaller = Reaper.system.signal
+                child = SpawnedChild(pid: try PosixSpawn.spawn(setup.plan), signaller: Reaper.system.signal,
+                                     groupSignaller: { try Reaper.system.signalGroup($0, $1) })
             }
         } catch {
             setup.closeAll()
             throw error
         }
         setup.closeChildEnds()
-        let process = ChildProcess(pid: pid, signaller: signaller)
+        let options = request.options
+        let process = ChildProcess(pid: child.pid, loop: self,
+                                   leadsProcessGroup: options.startNewSession || options.processGroup == 0,
+                                   signaller: child.signaller, groupSignaller: child.groupSignaller)
         do {
             try process.attachPipes(loop: self, stdin: setup.stdinWriter, stdout: setup.stdoutReader,
-                                    stderr: setup.stderrReader, limit: request.options.limit)
-            try watcher.addChildHandler(pid) { [process] _, returnCode in
-                process.didExit(returnCode: returnCode)
+                                    stderr: setup.stderrReader, limit: options.limit)
+            if let reporting = watcher as? TerminationReporting {
+                try reporting.addTerminationHandler(child.pid) { [process] _, termination in
+                    process.didExit(termination)
+                }
+            } else {
+                // A watcher of the user's own reports only the return code.
+                try watcher.addChildHandler(child.pid) { [process] _, returnCode in
+                    process.didExit(Termination(returnCode: returnCode))
+                }
             }
         } catch {
             // The child exists but cannot be watched: kill it and reap it elsewhere (asyncio 11.6).
             try? process.kill()
-            Reaper.system.adopt(pid)
+            Reaper.system.adopt(child.pid)
             process.closePipes()
             throw error
         }

@@ -70,7 +70,7 @@ struct ExampleTests {
 
     @Test(.timeLimit(.minutes(2))) func helloLoop() throws {
         let run = try Running("hello-loop")
-        #expect(run.finish() == 0)
+        #expect(run.finish() == 0, "\(run.output)")
         #expect(run.output.contains("callSoon: hello from the loop thread"))
         #expect(run.output.contains("callLater(0.05): a timer fired"))
         #expect(run.output.contains("answer = 42"))
@@ -79,7 +79,7 @@ struct ExampleTests {
 
     @Test(.timeLimit(.minutes(2))) func loopHealth() throws {
         let run = try Running("loop-health", ["--seconds", "1.2", "--stall-threshold", "0.05"])
-        #expect(run.finish() == 0)
+        #expect(run.finish() == 0, "\(run.output)")
         let output = run.output
         #expect(output.contains("withTimeout(0.05): timed out"), "\(output)")
         #expect(output.contains("answered 42"), "\(output)")
@@ -91,7 +91,7 @@ struct ExampleTests {
 
     @Test(.timeLimit(.minutes(2))) func customPolicy() throws {
         let run = try Running("custom-policy")
-        #expect(run.finish() == 0)
+        #expect(run.finish() == 0, "\(run.output)")
         #expect(run.output.contains("policy: MyEventLoopPolicy"))
         #expect(run.output.contains("same loop both times: true"))
         #expect(run.output.contains("inside the loop, getEventLoop() is the running loop"))
@@ -99,14 +99,14 @@ struct ExampleTests {
 
     @Test(.timeLimit(.minutes(2))) func loopPerThread() throws {
         let run = try Running("loop-per-thread")
-        #expect(run.finish() == 0)
+        #expect(run.finish() == 0, "\(run.output)")
         #expect(run.output.components(separatedBy: "is this thread's loop").count == 5)
         #expect(run.output.contains("main loop collected 4 results from 4 threads, one loop each"))
     }
 
     @Test(.timeLimit(.minutes(2))) func subprocessPipeline() throws {
         let run = try Running("subprocess-pipeline")
-        #expect(run.finish() == 0)
+        #expect(run.finish() == 0, "\(run.output)")
         #expect(run.output.contains("consumer -> LISBON OSLO QUITO KYOTO"))
         #expect(run.output.contains("wc -c counted 1000000 bytes, exit 0"))
     }
@@ -124,14 +124,14 @@ struct ExampleTests {
         let run = try Running("signals")
         _ = try run.waitFor("tick (2)")
         kill(run.process.processIdentifier, SIGTERM)
-        #expect(run.finish() == 0)
+        #expect(run.finish() == 0, "\(run.output)")
         #expect(run.output.contains("received SIGTERM"))
         #expect(run.output.contains("stopped cleanly after"))
     }
 
     @Test(.timeLimit(.minutes(2))) func actorOnLoop() throws {
         let run = try Running("actor-on-loop")
-        #expect(run.finish() == 0)
+        #expect(run.finish() == 0, "\(run.output)")
         #expect(run.output.contains("value = 3000 (expected 3000)"))
         #expect(run.output.contains("every increment ran on the home loop's thread: true"))
     }
@@ -160,7 +160,7 @@ struct ExampleTests {
             print(s.recv(100).decode())
             """)
         kill(run.process.processIdentifier, SIGTERM)
-        #expect(run.finish() == 0)
+        #expect(run.finish() == 0, "\(run.output)")
         #expect(reply.trimmingCharacters(in: .whitespacesAndNewlines) == "hello, loops")
         #expect(run.output.contains("echo-server stopped"))
     }
@@ -173,7 +173,7 @@ struct ExampleTests {
             print(urllib.request.urlopen("http://127.0.0.1:\(port)/", timeout=5).read().decode())
             """)
         kill(run.process.processIdentifier, SIGTERM)
-        #expect(run.finish() == 0)
+        #expect(run.finish() == 0, "\(run.output)")
         #expect(!body.isEmpty)
         #expect(run.output.contains("http-hello stopped"))
     }
@@ -194,7 +194,7 @@ struct ExampleTests {
             print(s.recv(100).decode())
             """)
         kill(run.process.processIdentifier, SIGTERM)
-        #expect(run.finish() == 0)
+        #expect(run.finish() == 0, "\(run.output)")
         #expect(reply.trimmingCharacters(in: .whitespacesAndNewlines) == "lifecycle")
         #expect(run.output.contains("stopped cleanly: loops closed = true"))
     }
