@@ -228,22 +228,61 @@ extension StreamTransport {
 
     func readLine() async throws -> [UInt8] {
         try loop.checkLoopThread()
-        let separator: [UInt8] = [0x0A]
         do {
-            return try await readUntil(separator)
+            return try await readUntil(Self.newline)
         } catch StreamError.incompleteRead(let partial, _) {
             return partial
         } catch StreamError.limitOverrun(let consumed) {
             try loop.checkLoopThread()
-            // asyncio drops the overlong line (through its separator when it is there).
-            if received.hasSeparator(separator, at: consumed) {
-                received.removeFirst(consumed + separator.count)
-            } else {
-                received.removeFirst(received.count)
-            }
+            _ = dropOverlongLine(consumed: consumed)
+            throw StreamError.limitOverrun(consumed: consumed)
+        }
+    }
+
+    /// The next line for `StreamReader.lines`, with its terminator; the last one without; nil at
+    /// end of file. After a line longer than `limit`, the next call starts after that line's
+    /// newline, however much later it arrives (asyncio's `readline` returns the rest instead).
+    func nextLine() async throws -> [UInt8]? {
+        try loop.checkLoopThread()
+        if skippingOverlongLine {
+            guard try await discardThroughNewline() else { return nil }
+            skippingOverlongLine = false
+        }
+        do {
+            return try await readUntil(Self.newline)
+        } catch StreamError.incompleteRead(let partial, _) {
+            return partial.isEmpty ? nil : partial
+        } catch StreamError.limitOverrun(let consumed) {
+            try loop.checkLoopThread()
+            skippingOverlongLine = !dropOverlongLine(consumed: consumed)
+            throw StreamError.limitOverrun(consumed: consumed)
+        }
+    }
+
+    private static let newline: [UInt8] = [0x0A]
+
+    /// Drops an over-long line from the buffer, asyncio's way: through its newline when that is
+    /// buffered (returns true), otherwise everything buffered (returns false).
+    private func dropOverlongLine(consumed: Int) -> Bool {
+        let complete = received.hasSeparator(Self.newline, at: consumed)
+        received.removeFirst(complete ? consumed + 1 : received.count)
+        resumeReadingIfDrained()
+        publishReadState()
+        return complete
+    }
+
+    /// Discards bytes through the next newline, waiting for them as needed; false at end of file.
+    /// Never buffers more than arrives in one read: the line's rest may be any length.
+    private func discardThroughNewline() async throws -> Bool {
+        while true {
+            if let readError { throw readError }
+            let end = received.firstIndex(of: Self.newline, from: 0)
+            received.removeFirst(end.map { $0 + 1 } ?? received.count)
             resumeReadingIfDrained()
             publishReadState()
-            throw StreamError.limitOverrun(consumed: consumed)
+            if end != nil { return true }
+            if eof { return false }
+            try await waitForData()
         }
     }
 }

@@ -91,6 +91,9 @@ final class StreamTransport: @unchecked Sendable {
     @exclusivity(unchecked) var readWaiterID: UInt64 = 0
     /// True while reading is stopped because too much is buffered.
     @exclusivity(unchecked) var readingPaused = false
+    /// Set when `lines` gave up on a line longer than the limit before its end had arrived: the
+    /// next line it reads starts after that line's newline.
+    @exclusivity(unchecked) var skippingOverlongLine = false
     /// asyncio's `limit`: reading pauses above twice this; `readUntil` gives up beyond it.
     let limit: Int
 
