@@ -10,14 +10,17 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 
 #pragma clang assume_nonnull begin
 
@@ -131,6 +134,44 @@ static inline int cos_is_regular_file(const char *path) {
 
 /// pipe2(2) with O_CLOEXEC; returns 0 or -errno.
 static inline int cos_pipe_cloexec(int fds[_Nonnull 2]) { return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno; }
+
+// MARK: Pseudo-terminals (ioctl is variadic; posix_openpt and ptsname_r need feature macros)
+
+/// Opens a new pseudo-terminal: `*master` (/dev/ptmx, unlocked) and `*slave` (opened by path),
+/// both close-on-exec and neither this process's controlling terminal; the slave's path goes to
+/// `path`. The master is non-blocking (the loop reads and writes it), the slave is not. Returns
+/// 0 or -errno; on failure nothing stays open.
+static inline int cos_open_pty(int *master, int *slave, char *path, size_t length) {
+    int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (m < 0) return -errno;
+    int unlock = 0, number = -1;
+    if (ioctl(m, TIOCSPTLCK, &unlock) != 0 || ioctl(m, TIOCGPTN, &number) != 0) {
+        int error = errno;
+        close(m);
+        return -error;
+    }
+    int written = snprintf(path, length, "/dev/pts/%d", number);
+    if (written < 0 || (size_t)written >= length) { close(m); return -ENAMETOOLONG; }
+    int s = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) { int error = errno; close(m); return -error; }
+    *master = m;
+    *slave = s;
+    return 0;
+}
+
+/// TIOCSWINSZ: sets a terminal's size (the kernel sends SIGWINCH to its foreground group).
+/// Returns 0 or -errno (-ENOTTY for a descriptor that is not a terminal).
+static inline int cos_set_window_size(int fd, unsigned short rows, unsigned short columns) {
+    struct winsize size = { .ws_row = rows, .ws_col = columns, .ws_xpixel = 0, .ws_ypixel = 0 };
+    return ioctl(fd, TIOCSWINSZ, &size) == 0 ? 0 : -errno;
+}
+
+/// The terminal's end-of-file character (VEOF, normally ^D), or -errno.
+static inline int cos_terminal_eof_char(int fd) {
+    struct termios attributes;
+    if (tcgetattr(fd, &attributes) != 0) return -errno;
+    return (unsigned char)attributes.c_cc[VEOF];
+}
 
 #pragma clang assume_nonnull end
 

@@ -218,6 +218,20 @@ func runConformance(_ name: String) throws {
             check(error == .ESRCH, "kill() after the exit throws ESRCH (\(error))")
         }
 
+        // A pseudo-terminal: the child's controlling terminal, read to its end (EIO there is end
+        // of file), the exit status kept; refused by libuv's spawn. The descriptor count at the
+        // end covers the terminal's master and its copies.
+        do {
+            let terminal = try await createSubprocessShell("stty size < /dev/tty; exit 5", stdin: .pty, stdout: .pty, stderr: .pty)
+            let output = String(decoding: try await terminal.stdout!.read(), as: UTF8.self)
+            let code = try await terminal.wait()
+            terminal.stdin!.close()
+            check(name != "libuv" && output == "24 80\r\n" && code == 5 && terminal.termination == .exited(5),
+                  "a .pty child reads its size from its controlling terminal and exits with 5 (\(output.debugDescription), \(code))")
+        } catch let error as UVError {
+            check(name == "libuv" && error == .ENOTSUP, "only the libuv watcher refuses .pty, with ENOTSUP (\(error))")
+        }
+
         // Never signal a reaped pid; the real exit code wins (asyncio 13.1 / gh-127049).
         let three = try await createSubprocessShell("exit 3")
         waitUntilZombie(three.pid)           // exited, the watcher has not reported it yet

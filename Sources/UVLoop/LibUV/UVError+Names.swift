@@ -53,6 +53,8 @@ extension UVError: CustomStringConvertible {
     public static let ECONNRESET = UVError(code: UV_ECONNRESET.rawValue)
     /// Already exists.
     public static let EEXIST = UVError(code: UV_EEXIST.rawValue)
+    /// Input/output error (a pseudo-terminal's master once nothing has the terminal open).
+    public static let EIO = UVError(code: UV_EIO.rawValue)
     /// Invalid argument.
     public static let EINVAL = UVError(code: UV_EINVAL.rawValue)
     /// Too many open files (the descriptor limit).
@@ -65,6 +67,8 @@ extension UVError: CustomStringConvertible {
     public static let ENOSYS = UVError(code: UV_ENOSYS.rawValue)
     /// Socket is not connected.
     public static let ENOTCONN = UVError(code: UV_ENOTCONN.rawValue)
+    /// Not a terminal (`setTerminalSize` on a child without a pseudo-terminal).
+    public static let ENOTTY = UVError(code: UV_ENOTTY.rawValue)
     /// Operation not supported.
     public static let ENOTSUP = UVError(code: UV_ENOTSUP.rawValue)
     /// End of file.

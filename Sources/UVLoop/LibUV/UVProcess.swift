@@ -15,11 +15,14 @@ final class UVProcess: UVHandle {
     /// a new session is its `UV_PROCESS_DETACHED`; passed descriptors are extra stdio entries
     /// inherited under their own numbers; closing the others is done by marking every
     /// inheritable one close-on-exec for the duration of the fork, then unmarking it.
-    /// - Throws: `UVError.ENOTSUP` for a process group; `UVError` from `uv_spawn` (ENOENT, EACCES,
+    /// - Throws: `UVError.ENOTSUP` for a process group or a pseudo-terminal; `UVError` from `uv_spawn` (ENOENT, EACCES,
     ///   ...) or from opening /dev/null; nothing is left on the loop.
     init(loop: UVRunLoop, plan: SpawnPlan, _ exitCallback: @escaping (Termination) -> Void) throws(UVError) {
         if plan.processGroup != nil {
             throw UVError(errno: ENOTSUP, operation: "uv_spawn: libuv cannot set a process group (use startNewSession, or a watcher that spawns with posix_spawn)")
+        }
+        if plan.terminal != nil {
+            throw UVError(errno: ENOTSUP, operation: "uv_spawn: libuv cannot give the child a controlling terminal (Stdio.pty needs a watcher that spawns with posix_spawn)")
         }
         self.exitCallback = exitCallback
         // libuv learns of the exit through its own SIGCHLD handle on this loop, which uv_spawn
@@ -44,6 +47,8 @@ final class UVProcess: UVHandle {
                 container.data.fd = fd
             case .sameAsStdout:
                 container.data.fd = containers[1].data.fd
+            case .terminal:
+                throw UVError(errno: ENOTSUP, operation: "uv_spawn: no terminal")   // refused above
             }
             containers.append(container)
         }

@@ -58,9 +58,20 @@ enum PosixSpawn {
         if let directory = plan.workingDirectory {
             try check(posix_spawn_file_actions_addchdir_np(&actions, directory), "addchdir_np")
         }
+        var openedTerminal: Int32?
         for (target, stdio) in plan.stdio.enumerated() {
             let target = Int32(target)
             switch stdio {
+            case .terminal:
+                // Opened once, without O_NOCTTY: POSIX_SPAWN_SETSID ran first (glibc sets the
+                // session before the file actions), so the session leader acquires it.
+                guard let path = plan.terminal else { throw UVError(errno: EINVAL, operation: "posix_spawn: no terminal") }
+                if let first = openedTerminal {
+                    try check(posix_spawn_file_actions_adddup2(&actions, first, target), "adddup2")
+                } else {
+                    try check(posix_spawn_file_actions_addopen(&actions, target, path, O_RDWR, 0), "addopen")
+                    openedTerminal = target
+                }
             case .inherit:
                 break
             case .descriptor(let source):

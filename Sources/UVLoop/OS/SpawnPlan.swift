@@ -28,6 +28,9 @@ struct SpawnPlan: Sendable {
     /// Every descriptor above 2 that is not passed is closed in the child, also those this
     /// process opened without close-on-exec (Python's `close_fds=True`).
     var closeOtherDescriptors = true
+    /// The slave path of the pseudo-terminal the `.terminal` descriptors open, when any do;
+    /// `newSession` is then set too, so that the terminal becomes the controlling one.
+    var terminal: String?
 
     /// The plan's stdio in descriptor order (0, 1, 2).
     var stdio: [ChildStdio] { [stdin, stdout, stderr] }
@@ -45,6 +48,9 @@ enum ChildStdio: Sendable, Equatable {
     case null
     /// stderr only: whatever the child's stdout is (asyncio's `subprocess.STDOUT`).
     case sameAsStdout
+    /// The plan's pseudo-terminal (`SpawnPlan.terminal`), opened in the child by its path after
+    /// the new session begins, which makes it the child's controlling terminal.
+    case terminal
 }
 
 /// A NULL-terminated array of C strings (argv, envp), freed explicitly.

@@ -30,9 +30,10 @@ public final class StreamReader: Sendable, AsyncSequence {
     /// - Throws: `UVError` (EBADF for a closed descriptor or one not open for reading, EEXIST when
     ///   the loop already watches it); the descriptor then stays the caller's.
     ///   `EventLoopError.loopClosed` on a closed loop.
-    convenience init(loop: EventLoop, pipe fileDescriptor: Int32, limit: Int = 64 * 1024) throws {
+    convenience init(loop: EventLoop, pipe fileDescriptor: Int32, limit: Int = 64 * 1024,
+                     terminal: Bool = false) throws {
         let transport = try StreamTransport.openPipe(loop: loop, fileDescriptor: fileDescriptor, reading: true,
-                                                     limit: limit)
+                                                     limit: limit, terminal: terminal)
         self.init(transport: transport, lease: TransportLease(transport))
     }
 

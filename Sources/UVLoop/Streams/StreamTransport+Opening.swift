@@ -7,7 +7,7 @@ extension StreamTransport {
     /// - Throws: `EventLoopError.loopClosed`, `.wrongThread`, or `UVError` from `uv_pipe_open` /
     ///   `uv_read_start` (the descriptor then stays the caller's).
     static func openPipe(loop: EventLoop, fileDescriptor: Int32, reading: Bool,
-                         limit: Int = 64 * 1024) throws -> StreamTransport {
+                         limit: Int = 64 * 1024, terminal: Bool = false) throws -> StreamTransport {
         try loop.checkLoopThread()
         if fileDescriptor < 0 { throw UVError(code: UVError.EBADF.code, operation: "uv_pipe_open(fd \(fileDescriptor))") }
         // Checked before libuv takes the descriptor, so that a failure leaves it to the caller.
@@ -24,6 +24,7 @@ extension StreamTransport {
             throw error
         }
         let transport = StreamTransport(loop: loop, stream: pipe, kind: .pipe, limit: limit)
+        transport.isTerminal = terminal
         // From here the handle owns the descriptor (uv_read_start cannot fail on a readable one).
         try transport.start(reading: reading)
         return transport

@@ -33,7 +33,7 @@ extension StreamTransport {
     }
 
     func didEndReading(_ error: UVError?) {
-        if let error {
+        if let error, !(isTerminal && error == .EIO) {
             fail(error)
             return
         }

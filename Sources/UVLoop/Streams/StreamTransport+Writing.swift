@@ -11,6 +11,7 @@ extension StreamTransport {
         default: throw StreamError.closed
         }
         guard bytes.count > 0 else { return }
+        if isTerminal { lastWrittenByte = bytes[bytes.count - 1] }
         if inFlight == nil {
             let written = stream.tryWrite(bytes)
             if written < 0 {
@@ -142,11 +143,20 @@ extension StreamTransport {
         default: return
         }
         if kind == .pipe {
+            if isTerminal { try writeTerminalEOF() }
             close()
             return
         }
         writeState = .eofPending
         if inFlight == nil { shutdownWrites() }
+    }
+
+    /// A terminal's end of file is a character: at the start of a line it makes the child's read
+    /// return 0; after a partial line the first one only ends that line, so two are sent.
+    private func writeTerminalEOF() throws {
+        guard let character = stream.fileDescriptor.flatMap(System.terminalEOFCharacter) else { return }
+        let count = lastWrittenByte == 0x0A || lastWrittenByte == 0x0D ? 1 : 2
+        try [UInt8](repeating: character, count: count).withUnsafeBytes { try write($0) }
     }
 
     /// `uv_shutdown` for a pending EOF, once nothing is in flight.

@@ -94,6 +94,12 @@ final class StreamTransport: @unchecked Sendable {
     /// Set when `lines` gave up on a line longer than the limit before its end had arrived: the
     /// next line it reads starts after that line's newline.
     @exclusivity(unchecked) var skippingOverlongLine = false
+    /// For a pseudo-terminal's master (`Stdio.pty`): EIO, which the kernel reports once nothing
+    /// has the terminal open, reads as end of file, and `writeEOF` sends the terminal's
+    /// end-of-file character before closing.
+    @exclusivity(unchecked) var isTerminal = false
+    /// The last byte written to a terminal (whether its line is still open); "\n" before any.
+    @exclusivity(unchecked) var lastWrittenByte: UInt8 = 0x0A
     /// asyncio's `limit`: reading pauses above twice this; `readUntil` gives up beyond it.
     let limit: Int
 

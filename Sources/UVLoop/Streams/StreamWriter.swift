@@ -31,8 +31,9 @@ public final class StreamWriter: Sendable {
     /// - Throws: `UVError` (EBADF for a closed descriptor or one not open for writing, EEXIST when
     ///   the loop already watches it);
     ///   the descriptor then stays the caller's. `EventLoopError.loopClosed` on a closed loop.
-    convenience init(loop: EventLoop, pipe fileDescriptor: Int32) throws {
-        let transport = try StreamTransport.openPipe(loop: loop, fileDescriptor: fileDescriptor, reading: false)
+    convenience init(loop: EventLoop, pipe fileDescriptor: Int32, terminal: Bool = false) throws {
+        let transport = try StreamTransport.openPipe(loop: loop, fileDescriptor: fileDescriptor, reading: false,
+                                                     terminal: terminal)
         self.init(transport: transport, lease: TransportLease(transport))
     }
 
@@ -75,7 +76,9 @@ public final class StreamWriter: Sendable {
     }
 
     /// Sends end of file after the buffered bytes (TCP and Unix sockets: `shutdown(SHUT_WR)`; the
-    /// connection stays open for reading). For a pipe, closes it. Later writes throw. Idempotent.
+    /// connection stays open for reading). For a pipe, closes it; for a `.pty` child's terminal,
+    /// sends the terminal's end-of-file character (twice after a partial line, as typing ^D
+    /// would need), then closes this writer. Later writes throw. Idempotent.
     /// - Throws: the connection's error once it failed.
     public func writeEOF() throws {
         let transport = self.transport

@@ -4,12 +4,19 @@ extension ChildProcess {
     /// Wraps the parent's pipe ends in streams on `loop` (its thread). Each descriptor is owned by
     /// its stream from then on; on failure every descriptor not yet owned is closed.
     /// - Throws: `UVError` from libuv (EMFILE, ENOMEM).
-    func attachPipes(loop: EventLoop, stdin: Int32?, stdout: Int32?, stderr: Int32?, limit: Int) throws {
+    /// Streams of a `.pty` child that are on the terminal get its rules (EIO is end of file,
+    /// `writeEOF` sends the end-of-file character).
+    func attachPipes(loop: EventLoop, stdin: Int32?, stdout: Int32?, stderr: Int32?, limit: Int,
+                     onTerminal: (stdin: Bool, stdout: Bool, stderr: Bool) = (false, false, false)) throws {
         var owned = Pipes()
         do {
-            if let stdin { owned.stdin = try StreamWriter(loop: loop, pipe: stdin) }
-            if let stdout { owned.stdout = try StreamReader(loop: loop, pipe: stdout, limit: limit) }
-            if let stderr { owned.stderr = try StreamReader(loop: loop, pipe: stderr, limit: limit) }
+            if let stdin { owned.stdin = try StreamWriter(loop: loop, pipe: stdin, terminal: onTerminal.stdin) }
+            if let stdout {
+                owned.stdout = try StreamReader(loop: loop, pipe: stdout, limit: limit, terminal: onTerminal.stdout)
+            }
+            if let stderr {
+                owned.stderr = try StreamReader(loop: loop, pipe: stderr, limit: limit, terminal: onTerminal.stderr)
+            }
         } catch {
             if owned.stdin == nil, let stdin { System.closeDescriptor(stdin) }
             if owned.stdout == nil, let stdout { System.closeDescriptor(stdout) }
@@ -33,7 +40,8 @@ extension ChildProcess {
         owned.stderr?.close()
     }
 
-    /// Sends `input` to the child's stdin (then closes it), reads stdout and stderr to their ends,
+    /// Sends `input` to the child's stdin (then ends it: a pipe is closed, a `.pty` gets the
+    /// terminal's end-of-file character), reads stdout and stderr to their ends,
     /// and waits for the exit (asyncio's `communicate`). Streams that are not pipes give `[]`.
     ///
     /// Reading and writing run concurrently, so megabytes in both directions never deadlock. A
@@ -50,8 +58,10 @@ extension ChildProcess {
                     try stdin.write(input)
                     try await stdin.drain()
                 }
-            } catch let error as UVError where error == .EPIPE || error == .ECONNRESET {
-                // The child stopped reading: asyncio ignores this too.
+                // A pipe's write end closes; a terminal gets its end-of-file character first.
+                try stdin.writeEOF()
+            } catch let error as UVError where error == .EPIPE || error == .ECONNRESET || error == .EIO {
+                // The child stopped reading (or left its terminal): asyncio ignores this too.
             }
             stdin.close()
         }

@@ -9,8 +9,11 @@ public final class ChildProcess: Sendable {
     /// The child's process id.
     public let pid: pid_t
 
-    /// Whether the child leads its own process group (started with `startNewSession`, or with
-    /// `processGroup: 0`): then `terminate(gracePeriod:)` signals the whole group.
+    /// Whether the child was started with a pseudo-terminal (`Stdio.pty`).
+    let hasTerminal: Bool
+
+    /// Whether the child leads its own process group (started with `startNewSession`, with
+    /// `processGroup: 0`, or with a `.pty`): then `terminate(gracePeriod:)` signals the whole group.
     public let leadsProcessGroup: Bool
 
     /// The loop that spawned the child; its timers time `wait(timeout:)` and the grace period.
@@ -36,6 +39,8 @@ public final class ChildProcess: Sendable {
 
     private struct State: Sendable {
         var termination: Termination?
+        /// The pseudo-terminal's master, for `.pty` children, until the child is reaped.
+        var terminal: Int32?
         var waiters: [UInt64: Waiter] = [:]
         var nextWaiter: UInt64 = 0
     }
@@ -48,14 +53,21 @@ public final class ChildProcess: Sendable {
     /// How signals reach the group the child leads, while the child is unreaped.
     private let groupSignaller: GroupSignaller
 
-    init(pid: pid_t, loop: EventLoop, leadsProcessGroup: Bool,
+    /// - Parameter terminal: the `.pty` master this object then owns (closed at the reap).
+    init(pid: pid_t, loop: EventLoop, leadsProcessGroup: Bool, terminal: Int32? = nil,
          signaller: @escaping ChildSignaller = Reaper.system.signal,
          groupSignaller: @escaping GroupSignaller = { try Reaper.system.signalGroup($0, $1) }) {
         self.pid = pid
         self.loop = loop
         self.leadsProcessGroup = leadsProcessGroup
+        self.hasTerminal = terminal != nil
         self.signaller = signaller
         self.groupSignaller = groupSignaller
+        state.withLock { $0.terminal = terminal }
+    }
+
+    deinit {
+        if let terminal = state.withLock({ $0.terminal }) { System.closeDescriptor(terminal) }
     }
 
     /// How the child ended, once the watcher reported it; nil before.
@@ -67,12 +79,14 @@ public final class ChildProcess: Sendable {
 
     /// Called by the watcher's callback, on any thread: records the exit and resumes the waiters.
     func didExit(_ termination: Termination) {
-        let waiters = state.withLock { state -> [Waiter] in
-            guard state.termination == nil else { return [] }
+        let (waiters, terminal) = state.withLock { state -> ([Waiter], Int32?) in
+            guard state.termination == nil else { return ([], nil) }
             state.termination = termination
-            defer { state.waiters = [:] }
-            return Array(state.waiters.values)
+            defer { state.waiters = [:]; state.terminal = nil }
+            return (Array(state.waiters.values), state.terminal)
         }
+        // The streams hold their own copies of the master: what the child wrote stays readable.
+        if let terminal { System.closeDescriptor(terminal) }
         for waiter in waiters { waiter.resume(returning: termination) }
     }
 
@@ -197,6 +211,26 @@ public final class ChildProcess: Sendable {
                 throw UVError(code: UVError.ESRCH.code, operation: "sendSignal: process \(pid) has exited")
             }
             try signaller(pid, signal)
+        }
+    }
+
+    /// Sets the size of the child's pseudo-terminal (`Stdio.pty`); the kernel sends SIGWINCH to
+    /// the terminal's foreground process group. 0 means unknown, as for the kernel.
+    /// - Throws: `UVError.ENOTTY` for a child without a pseudo-terminal;
+    ///   `EventLoopError.invalidArgument` for a size outside 0...65535; `UVError.ESRCH` once the
+    ///   child has been reaped (its terminal is closed then).
+    public func setTerminalSize(rows: Int, columns: Int) throws {
+        guard let rows = UInt16(exactly: rows), let columns = UInt16(exactly: columns) else {
+            throw EventLoopError.invalidArgument
+        }
+        try state.withLock { state in
+            guard let terminal = state.terminal else {
+                if state.termination != nil && hasTerminal {
+                    throw UVError(code: UVError.ESRCH.code, operation: "setTerminalSize: process \(pid) has exited")
+                }
+                throw UVError(code: UVError.ENOTTY.code, operation: "setTerminalSize: process \(pid) has no pseudo-terminal")
+            }
+            try System.setWindowSize(terminal, rows: rows, columns: columns)
         }
     }
 

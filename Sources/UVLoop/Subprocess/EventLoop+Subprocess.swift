@@ -85,13 +85,13 @@ extension EventLoop {
             throw error
         }
         setup.closeChildEnds()
-        let options = request.options
-        let process = ChildProcess(pid: child.pid, loop: self,
-                                   leadsProcessGroup: options.startNewSession || options.processGroup == 0,
+        let process = ChildProcess(pid: child.pid, loop: self, leadsProcessGroup: request.leadsProcessGroup,
+                                   terminal: setup.terminal,
                                    signaller: child.signaller, groupSignaller: child.groupSignaller)
         do {
             try process.attachPipes(loop: self, stdin: setup.stdinWriter, stdout: setup.stdoutReader,
-                                    stderr: setup.stderrReader, limit: options.limit)
+                                    stderr: setup.stderrReader, limit: request.options.limit,
+                                    onTerminal: (request.stdin == .pty, request.stdout == .pty, request.stderr == .pty))
             if let reporting = watcher as? TerminationReporting {
                 try reporting.addTerminationHandler(child.pid) { [process] _, termination in
                     process.didExit(termination)

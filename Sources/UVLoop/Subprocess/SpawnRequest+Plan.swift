@@ -11,6 +11,11 @@ struct SpawnSetup {
     var stdinWriter: Int32?
     var stdoutReader: Int32?
     var stderrReader: Int32?
+    /// The pseudo-terminal's master, for `.pty` (the parent's ends above are copies of it); kept
+    /// by the `ChildProcess` for `setTerminalSize`.
+    var terminal: Int32?
+    /// Whether a reader of the terminal's output exists already (stdout's, when both are on it).
+    private var readsTerminal = false
 
     /// Resolves the program and creates the pipes and descriptors `request` asks for.
     /// - Throws: `UVError` (ENOENT/EACCES for the program, EMFILE); everything created so far is
@@ -23,6 +28,15 @@ struct SpawnSetup {
         plan.passedDescriptors = request.options.passFDs
         plan.closeOtherDescriptors = request.options.closeFDs
         do {
+            if request.usesTerminal {
+                let pty = try System.openPseudoTerminal()
+                terminal = pty.master
+                // Held until the child has started: the terminal's slave side stays open meanwhile.
+                childEnds.append(pty.slave)
+                plan.terminal = pty.path
+                plan.newSession = true
+                try System.setWindowSize(pty.master, rows: 24, columns: 80)
+            }
             plan.stdin = try wire(request.stdin, target: 0)
             plan.stdout = try wire(request.stdout, target: 1)
             plan.stderr = try wire(request.stderr, target: 2)
@@ -46,6 +60,20 @@ struct SpawnSetup {
             let copy = try System.duplicateAboveStandardDescriptors(fd)
             childEnds.append(copy)
             return .descriptor(copy)
+        case .pty:
+            guard let master = terminal else { return .terminal }
+            // Each parent end is its own copy of the master (one libuv handle per descriptor);
+            // the terminal has one output, read by stdout's reader when stdout is on it.
+            switch target {
+            case 0:
+                stdinWriter = try System.duplicateAboveStandardDescriptors(master)
+            default:
+                guard !readsTerminal else { break }
+                readsTerminal = true
+                let reader = try System.duplicateAboveStandardDescriptors(master)
+                if target == 1 { stdoutReader = reader } else { stderrReader = reader }
+            }
+            return .terminal
         case .pipe:
             // The parent's end is non-blocking (the loop reads and writes it); the child's is not.
             let pipe = try System.makePipe(nonBlockingRead: target != 0, nonBlockingWrite: target == 0)
@@ -67,6 +95,6 @@ struct SpawnSetup {
 
     func closeAll() {
         closeChildEnds()
-        [stdinWriter, stdoutReader, stderrReader].compactMap { $0 }.forEach(System.closeDescriptor)
+        [stdinWriter, stdoutReader, stderrReader, terminal].compactMap { $0 }.forEach(System.closeDescriptor)
     }
 }

@@ -36,8 +36,8 @@ struct SpawnRequest: Sendable {
 
     /// - Throws: `UVError.EINVAL` for an empty program name, a NUL byte in any string, an
     ///   environment key that is empty or contains "=", `.stdout` used for stdin or stdout, a
-    ///   negative process group, or a new session together with a process group (the new session's
-    ///   group is the child's own); `UVError.EBADF` for a `.fileDescriptor` or a passed descriptor
+    ///   negative process group, or a new session (or a `.pty`) together with a process group (the
+    ///   new session's group is the child's own); `UVError.EBADF` for a `.fileDescriptor` or a passed descriptor
     ///   that is not open (or negative); `EventLoopError.invalidArgument` for a `limit` below 1.
     init(program: String, arguments: [String], environment: [String: String]?, workingDirectory: String?,
          stdin: Stdio, stdout: Stdio, stderr: Stdio, options: SpawnOptions = SpawnOptions()) throws {
@@ -65,6 +65,9 @@ struct SpawnRequest: Sendable {
         if options.startNewSession && options.processGroup != nil {
             throw invalid("spawn: startNewSession already makes a new process group led by the child; processGroup cannot be set too")
         }
+        if [stdin, stdout, stderr].contains(.pty) && options.processGroup != nil {
+            throw invalid("spawn: a .pty child leads a new session and its own process group; processGroup cannot be set too")
+        }
         for fd in options.passFDs where fd < 0 || !System.isOpenDescriptor(fd) {
             throw UVError(code: UVError.EBADF.code, operation: "spawn: passFDs: descriptor \(fd) is not open")
         }
@@ -80,6 +83,12 @@ struct SpawnRequest: Sendable {
         self.stderr = stderr
         self.options = options
     }
+
+    /// Whether any of the child's streams is the pseudo-terminal.
+    var usesTerminal: Bool { [stdin, stdout, stderr].contains(.pty) }
+
+    /// Whether the child leads its own process group (a new session, `.pty` included, or group 0).
+    var leadsProcessGroup: Bool { options.startNewSession || options.processGroup == 0 || usesTerminal }
 
     /// The program's path: as given when it contains a slash, else the first executable match on
     /// PATH (execvp's rules).
