@@ -89,7 +89,6 @@ func openDescriptors() -> [String: String] {
     return result
 }
 
-/// True when this process has no child at all (running or zombie).
 /// True once `pid` no longer runs (gone, or a zombie its new parent has not reaped yet); waits a little.
 func isGone(_ pid: pid_t) -> Bool {
     for _ in 0..<200 {
@@ -101,6 +100,7 @@ func isGone(_ pid: pid_t) -> Bool {
     return false
 }
 
+/// True when this process has no child at all (running or zombie).
 func hasNoChildren() -> Bool {
     var info = siginfo_t()
     return waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == -1 && errno == ECHILD
@@ -230,6 +230,21 @@ func runConformance(_ name: String) throws {
                   "a .pty child reads its size from its controlling terminal and exits with 5 (\(output.debugDescription), \(code))")
         } catch let error as UVError {
             check(name == "libuv" && error == .ENOTSUP, "only the libuv watcher refuses .pty, with ENOTSUP (\(error))")
+        }
+
+        // runSubprocess: capture, and a timeout teardown that reaches a member outliving its
+        // leader (through the group pin this watcher reaps), reaped before the call throws.
+        let ran = try await runSubprocessShell("echo hi; echo there >&2", timeout: 10)
+        check(ran.stdout == Array("hi\n".utf8) && ran.stderr == Array("there\n".utf8) && ran.returnCode == 0,
+              "runSubprocessShell captures both outputs (\(ran))")
+        do {
+            _ = try await runSubprocessShell("(trap '' TERM; exec sleep 30) & echo $!; wait", timeout: 0.1, gracePeriod: 0.2)
+            check(false, "runSubprocessShell times out")
+        } catch SubprocessError.timedOut(let completed) {
+            let straggler = pid_t(String(decoding: completed.stdout, as: UTF8.self)
+                .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            check(completed.termination == .signaled(SIGTERM, coreDumped: false) && straggler > 0 && isGone(straggler),
+                  "a timeout tears the group down, a member that ignores SIGTERM included (\(completed))")
         }
 
         // Never signal a reaped pid; the real exit code wins (asyncio 13.1 / gh-127049).

@@ -213,12 +213,21 @@ struct Reaper: Sendable {
     /// reaped the group's id could be recycled: this throws instead of signalling.
     /// - Throws: `UVError.ESRCH` once the leader was reaped; `UVError` from `kill`.
     func signalGroup(_ leader: pid_t, _ signal: Int32) throws {
+        try signalGroup(leader, pinnedBy: leader, signal)
+    }
+
+    /// Sends `signal` to process group `group` while `member`, a child of this process in that
+    /// group, is unreaped: the group's id is in use as long as it has a member, so it cannot have
+    /// been recycled. With `member` a process parked in the group for the purpose (a group pin),
+    /// the group stays reachable after its leader is reaped.
+    /// - Throws: `UVError.ESRCH` once `member` was reaped; `UVError` from `kill`.
+    func signalGroup(_ group: pid_t, pinnedBy member: pid_t, _ signal: Int32) throws {
         try lock.withLock {
-            guard isUnreapedChildLocked(leader) else {
-                throw UVError(errno: ESRCH, operation: "kill(-\(leader)): the group's leader has been reaped")
+            guard isUnreapedChildLocked(member) else {
+                throw UVError(errno: ESRCH, operation: "kill(-\(group)): process \(member), which kept the group's id in use, has been reaped")
             }
-            let result = kernel.kill(-leader, signal)
-            if result < 0 { throw UVError(code: result, operation: "kill(-\(leader), \(signal))") }
+            let result = kernel.kill(-group, signal)
+            if result < 0 { throw UVError(code: result, operation: "kill(-\(group), \(signal))") }
         }
     }
 

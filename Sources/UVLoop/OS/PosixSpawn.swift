@@ -12,7 +12,7 @@ enum PosixSpawn {
     /// Starts the child `plan` describes and returns its pid.
     ///
     /// The child gets default signal dispositions (SIGPIPE, ignored by this process, included) and
-    /// an empty signal mask.
+    /// an empty signal mask (a full one with `blockAllSignals`).
     /// - Throws: `UVError` from posix_spawn (ENOENT, EACCES, ENOTDIR, E2BIG, EAGAIN, ENOMEM...).
     static func spawn(_ plan: SpawnPlan) throws(UVError) -> pid_t {
         var fileActions = posix_spawn_file_actions_t()
@@ -28,7 +28,11 @@ enum PosixSpawn {
         var noSignals = sigset_t()
         sigemptyset(&noSignals)
         posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        if plan.blockAllSignals {
+            posix_spawnattr_setsigmask(&attributes, &allSignals)
+        } else {
+            posix_spawnattr_setsigmask(&attributes, &noSignals)
+        }
         var flags = Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)
         if plan.newSession { flags |= cos_spawn_setsid }
         if let group = plan.processGroup {

@@ -28,6 +28,9 @@ struct SpawnPlan: Sendable {
     /// Every descriptor above 2 that is not passed is closed in the child, also those this
     /// process opened without close-on-exec (Python's `close_fds=True`).
     var closeOtherDescriptors = true
+    /// Start the child with every signal blocked (a group pin: only SIGKILL and SIGSTOP reach it)
+    /// instead of an empty mask.
+    var blockAllSignals = false
     /// The slave path of the pseudo-terminal the `.terminal` descriptors open, when any do;
     /// `newSession` is then set too, so that the terminal becomes the controlling one.
     var terminal: String?

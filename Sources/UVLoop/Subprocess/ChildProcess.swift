@@ -157,7 +157,7 @@ public final class ChildProcess: Sendable {
     /// Waits for the termination, until `deadline` on the loop's clock when given.
     /// - Throws: `TimeoutError` at the deadline; `CancellationError` when `cancellable` and the
     ///   task is cancelled; `EventLoopError.loopClosed` when the loop closes before the deadline.
-    private func awaitTermination(deadline: Double?, cancellable: Bool) async throws -> Termination {
+    func awaitTermination(deadline: Double?, cancellable: Bool) async throws -> Termination {
         let id = state.withLock { state -> UInt64 in
             state.nextWaiter += 1
             return state.nextWaiter

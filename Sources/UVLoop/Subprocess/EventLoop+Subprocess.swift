@@ -43,6 +43,14 @@ extension EventLoop {
                                executable: String? = nil) async throws -> ChildProcess {
         let options = SpawnOptions(limit: limit, startNewSession: startNewSession, processGroup: processGroup,
                                    passFDs: passFDs, closeFDs: closeFDs, executable: executable)
+        return try await subprocessExec(program, arguments, stdin: stdin, stdout: stdout, stderr: stderr,
+                                        environment: environment, workingDirectory: workingDirectory, options: options)
+    }
+
+    /// `subprocessExec` with the options as one value (and the internal ones).
+    func subprocessExec(_ program: String, _ arguments: [String], stdin: Stdio, stdout: Stdio, stderr: Stdio,
+                        environment: [String: String]?, workingDirectory: String?,
+                        options: SpawnOptions) async throws -> ChildProcess {
         let request = try SpawnRequest(program: program, arguments: arguments, environment: environment,
                                        workingDirectory: workingDirectory, stdin: stdin, stdout: stdout,
                                        stderr: stderr, options: options)
@@ -74,7 +82,7 @@ extension EventLoop {
         let setup = try SpawnSetup(request)
         let child: SpawnedChild
         do {
-            if let spawning = watcher as? SpawningChildWatcher {
+            if let spawning = watcher as? SpawningChildWatcher, !request.options.alwaysPosixSpawn {
                 child = try spawning.spawn(setup.plan, on: self)
             } else {
                 child = SpawnedChild(pid: try PosixSpawn.spawn(setup.plan), signaller: Reaper.system.signal,

@@ -15,6 +15,9 @@ struct SpawnOptions: Sendable {
     var closeFDs = true
     /// The file executed; the program name is then only argv[0].
     var executable: String?
+    /// Spawn with `posix_spawn` even under a watcher that spawns itself (`LibuvChildWatcher`,
+    /// which then watches the child as any other child of the process): for process groups.
+    var alwaysPosixSpawn = false
 }
 
 /// A validated request to start a program: every string checked before anything is created.
