@@ -8,12 +8,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
@@ -171,6 +173,34 @@ static inline int cos_terminal_eof_char(int fd) {
     struct termios attributes;
     if (tcgetattr(fd, &attributes) != 0) return -errno;
     return (unsigned char)attributes.c_cc[VEOF];
+}
+
+/// Initializes a read-write lock that prefers writers (glibc's default prefers readers, so a
+/// steady stream of readers would starve a writer). Returns 0 or an error number.
+static inline int cos_rwlock_init_prefer_writer(pthread_rwlock_t *lock) {
+    pthread_rwlockattr_t attributes;
+    pthread_rwlockattr_init(&attributes);
+#ifdef __GLIBC__
+    extern int pthread_rwlockattr_setkind_np(pthread_rwlockattr_t *, int);
+    pthread_rwlockattr_setkind_np(&attributes, 2 /* PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP */);
+#endif
+    int rc = pthread_rwlock_init(lock, &attributes);
+    pthread_rwlockattr_destroy(&attributes);
+    return rc;
+}
+
+// MARK: Subreaper
+
+/// prctl(PR_SET_CHILD_SUBREAPER, on): orphaned descendants are re-parented to this process
+/// (Linux 3.4+). Returns 0 or -errno.
+static inline int cos_set_child_subreaper(int on) {
+    return prctl(PR_SET_CHILD_SUBREAPER, (unsigned long)on, 0UL, 0UL, 0UL) == 0 ? 0 : -errno;
+}
+
+/// prctl(PR_GET_CHILD_SUBREAPER): 1 or 0, or -errno.
+static inline int cos_is_child_subreaper(void) {
+    int value = 0;
+    return prctl(PR_GET_CHILD_SUBREAPER, (unsigned long)&value, 0UL, 0UL, 0UL) == 0 ? (value != 0) : -errno;
 }
 
 #pragma clang assume_nonnull end

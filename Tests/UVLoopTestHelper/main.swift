@@ -103,6 +103,9 @@ case "custom-policy-example":
 case "conformance":
     try runConformance(CommandLine.arguments.dropFirst(2).first ?? "")
 
+case "subreaper":
+    try runSubreaper(CommandLine.arguments.dropFirst(2).first ?? "")
+
 default:
     print("unknown scenario '\(scenario)'")
     exit(2)

@@ -10,6 +10,14 @@ struct ChildRegistration: Sendable {
     let callback: TerminationCallback
     /// Where the callback runs; nil to call it on the thread that saw the exit.
     let loop: EventLoop?
+    /// Keeps the orphan reaper (`becomeChildSubreaper()`) away from the pid while registered.
+    let claim: ChildClaim
+
+    init(pid: pid_t, callback: @escaping TerminationCallback, loop: EventLoop?) {
+        self.callback = callback
+        self.loop = loop
+        claim = ChildClaim(pid)
+    }
 
     /// Runs the callback on its loop, in a later batch (never inside the caller). If that loop
     /// has closed, calls it right here instead (the callback is required to be thread-safe), so

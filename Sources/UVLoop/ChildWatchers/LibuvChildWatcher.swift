@@ -105,7 +105,7 @@ public final class LibuvChildWatcher: ChildWatcher, TerminationReporting, Spawni
 
     /// `addChildHandler`, with the whole termination.
     func addTerminationHandler(_ pid: pid_t, _ callback: @escaping TerminationCallback) throws {
-        let registration = ChildRegistration(callback: callback, loop: nil)
+        let registration = ChildRegistration(pid: pid, callback: callback, loop: nil)
         enum Found { case registered, exited(Termination, LoopBound<UVProcess>), notOurs }
         let found = children.withLock { children -> Found in
             guard var child = children[pid] else { return .notOurs }

@@ -108,7 +108,7 @@ final class MainLoopSIGCHLD: Sendable {
     /// - Throws: `EventLoopError.childWatcherHasNoLoop` when no loop is attached (before any
     ///   waitpid, so no status is lost).
     func register(_ pid: pid_t, _ callback: @escaping TerminationCallback) throws {
-        let registration = ChildRegistration(callback: callback, loop: nil)
+        let registration = ChildRegistration(pid: pid, callback: callback, loop: nil)
         let reaper = self.reaper
         let immediate = try state.withLock { state -> [ChildExit] in
             guard state.attached != nil else { throw EventLoopError.childWatcherHasNoLoop }

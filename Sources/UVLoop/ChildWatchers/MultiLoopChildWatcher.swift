@@ -83,7 +83,7 @@ public final class MultiLoopChildWatcher: ChildWatcher, TerminationReporting {
         let reaper = self.reaper
         let exits = try state.withLock { state -> [ChildExit] in
             guard state.privateLoop != nil else { throw EventLoopError.childWatcherNotActive }
-            state.handlers[pid] = ChildRegistration(callback: callback, loop: loop)
+            state.handlers[pid] = ChildRegistration(pid: pid, callback: callback, loop: loop)
             return reaper.reapRegistered([pid], in: &state.handlers)
         }
         ChildExit.deliver(exits, logger: reaper.logger)

@@ -47,7 +47,7 @@ public final class PidfdChildWatcher: ChildWatcher, TerminationReporting {
             throw UVError(errno: ENOSYS, operation: "PidfdChildWatcher: pidfd_open is unavailable here")
         }
         let loop = try getRunningLoop()
-        let registration = ChildRegistration(callback: callback, loop: nil)
+        let registration = ChildRegistration(pid: pid, callback: callback, loop: nil)
         let replaced = watches.withLock { watches -> Bool in
             guard watches[pid] != nil else { return false }
             watches[pid]?.registration = registration

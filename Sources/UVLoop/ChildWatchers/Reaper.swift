@@ -256,8 +256,10 @@ struct Reaper: Sendable {
     /// replaced) on a waiting thread of its own, so it is never left a zombie, and still reports
     /// its exit when a registration is known.
     func adopt(_ pid: pid_t, _ registration: ChildRegistration? = nil) {
+        let claim = ChildClaim(pid)
         do {
             try Threads.startDetached(stackSize: Self.waiterStackSize) { [self] in
+                defer { withExtendedLifetime(claim) {} }
                 let termination = waitAndReap(pid)
                 registration?.deliver(pid: pid, termination: termination, logger: logger)
             }

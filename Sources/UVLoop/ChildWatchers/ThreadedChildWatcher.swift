@@ -46,7 +46,7 @@ public final class ThreadedChildWatcher: ChildWatcher, TerminationReporting {
     /// `addChildHandler`, with the whole termination.
     func addTerminationHandler(_ pid: pid_t, _ callback: @escaping TerminationCallback) throws {
         let loop = try getRunningLoop()
-        let registration = ChildRegistration(callback: callback, loop: loop)
+        let registration = ChildRegistration(pid: pid, callback: callback, loop: loop)
         let needsWaiter = table.withLock { table -> Bool in
             table.handlers[pid] = registration
             return table.waiting.insert(pid).inserted

@@ -1,3 +1,4 @@
+import CUVLoopOS
 import Glibc
 
 /// A pthread mutex.
@@ -115,6 +116,38 @@ final class Condition: @unchecked Sendable {
     func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+}
+
+/// A pthread read-write lock that prefers writers: many holders of the read side at once, one
+/// writer alone, and a waiting writer is not starved by a steady stream of readers.
+///
+/// `@unchecked Sendable`: the lock is the guard; the pointer to it never changes.
+final class ReadWriteLock: @unchecked Sendable {
+    private let rwlock: UnsafeMutablePointer<pthread_rwlock_t>
+
+    init() {
+        rwlock = .allocate(capacity: 1)
+        rwlock.initialize(to: pthread_rwlock_t())
+        let rc = cos_rwlock_init_prefer_writer(rwlock)
+        if rc != 0 { fatalError("pthread_rwlock_init failed: \(rc)") }
+    }
+
+    deinit {
+        pthread_rwlock_destroy(rwlock)
+        rwlock.deallocate()
+    }
+
+    func withReadLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_rdlock(rwlock)
+        defer { pthread_rwlock_unlock(rwlock) }
+        return try body()
+    }
+
+    func withWriteLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_wrlock(rwlock)
+        defer { pthread_rwlock_unlock(rwlock) }
         return try body()
     }
 }

@@ -41,6 +41,8 @@ public final class ChildProcess: Sendable {
         var termination: Termination?
         /// The pseudo-terminal's master, for `.pty` children, until the child is reaped.
         var terminal: Int32?
+        /// The pid's claim against the orphan reaper, until the exit is known.
+        var claim: ChildClaim?
         var waiters: [UInt64: Waiter] = [:]
         var nextWaiter: UInt64 = 0
     }
@@ -54,7 +56,7 @@ public final class ChildProcess: Sendable {
     private let groupSignaller: GroupSignaller
 
     /// - Parameter terminal: the `.pty` master this object then owns (closed at the reap).
-    init(pid: pid_t, loop: EventLoop, leadsProcessGroup: Bool, terminal: Int32? = nil,
+    init(pid: pid_t, loop: EventLoop, claim: ChildClaim? = nil, leadsProcessGroup: Bool, terminal: Int32? = nil,
          signaller: @escaping ChildSignaller = Reaper.system.signal,
          groupSignaller: @escaping GroupSignaller = { try Reaper.system.signalGroup($0, $1) }) {
         self.pid = pid
@@ -63,7 +65,10 @@ public final class ChildProcess: Sendable {
         self.hasTerminal = terminal != nil
         self.signaller = signaller
         self.groupSignaller = groupSignaller
-        state.withLock { $0.terminal = terminal }
+        state.withLock { state in
+            state.terminal = terminal
+            state.claim = claim
+        }
     }
 
     deinit {
@@ -82,7 +87,7 @@ public final class ChildProcess: Sendable {
         let (waiters, terminal) = state.withLock { state -> ([Waiter], Int32?) in
             guard state.termination == nil else { return ([], nil) }
             state.termination = termination
-            defer { state.waiters = [:]; state.terminal = nil }
+            defer { state.waiters = [:]; state.terminal = nil; state.claim = nil }
             return (Array(state.waiters.values), state.terminal)
         }
         // The streams hold their own copies of the master: what the child wrote stays readable.

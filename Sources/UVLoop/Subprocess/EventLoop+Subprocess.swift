@@ -56,7 +56,8 @@ extension EventLoop {
                                        stderr: stderr, options: options)
         return try await onLoop {
             try checkLoopThread()
-            return try spawn(request)
+            // Until the child is claimed, the orphan reaper waits (becomeChildSubreaper()).
+            return try ChildClaims.shared.spawning { try spawn(request) }
         }
     }
 
@@ -93,7 +94,8 @@ extension EventLoop {
             throw error
         }
         setup.closeChildEnds()
-        let process = ChildProcess(pid: child.pid, loop: self, leadsProcessGroup: request.leadsProcessGroup,
+        let process = ChildProcess(pid: child.pid, loop: self, claim: ChildClaim(child.pid),
+                                   leadsProcessGroup: request.leadsProcessGroup,
                                    terminal: setup.terminal,
                                    signaller: child.signaller, groupSignaller: child.groupSignaller)
         do {

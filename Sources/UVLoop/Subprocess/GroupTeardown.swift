@@ -12,10 +12,13 @@ final class GroupPin: Sendable {
     let group: pid_t
     /// Fired when the watcher reported the pin's exit (it has been reaped).
     let reaped = LoopEvent()
+    /// Keeps the orphan reaper away from the pin, whatever watcher reaps it.
+    private let claim: ChildClaim
 
     private init(pid: pid_t, group: pid_t) {
         self.pid = pid
         self.group = group
+        claim = ChildClaim(pid)
     }
 
     /// Starts a pin in `group`, or returns nil when that is not possible: the group is gone or
@@ -31,16 +34,18 @@ final class GroupPin: Sendable {
         plan.stderr = .null
         plan.processGroup = group
         plan.blockAllSignals = true
-        guard let pid = try? PosixSpawn.spawn(plan) else { return nil }
-        let pin = GroupPin(pid: pid, group: group)
-        do {
-            try getChildWatcher().addChildHandler(pid) { [pin] _, _ in pin.reaped.fire() }
-        } catch {
-            try? Reaper.system.signal(pid, SIGKILL)
-            Reaper.system.adopt(pid)
-            return nil
+        return ChildClaims.shared.spawning { () -> GroupPin? in
+            guard let pid = try? PosixSpawn.spawn(plan) else { return nil }
+            let pin = GroupPin(pid: pid, group: group)
+            do {
+                try getChildWatcher().addChildHandler(pid) { [pin] _, _ in pin.reaped.fire() }
+            } catch {
+                try? Reaper.system.signal(pid, SIGKILL)
+                Reaper.system.adopt(pid)
+                return nil
+            }
+            return pin
         }
-        return pin
     }
 
     /// Sends `signal` to the whole group, while the pin holds its id.

@@ -15,4 +15,14 @@ struct WatcherConformanceTests {
         #expect(checks.count >= 24, "\(watcher) ran too few checks:\n\(output)")
         #expect(!output.contains("FAIL"), "\(watcher):\n\(output)")
     }
+
+    /// becomeChildSubreaper() in a process of its own per watcher (the flag cannot be taken back).
+    @Test(.timeLimit(.minutes(2)), arguments: ["threaded", "multiloop", "safe", "fast", "pidfd", "libuv", "user"])
+    func subreaper(_ watcher: String) throws {
+        let (status, output) = try runHelper("subreaper", watcher)
+        let checks = output.split(separator: "\n").filter { $0.hasPrefix("ok ") || $0.hasPrefix("FAIL ") }
+        #expect(status == 0, "\(watcher):\n\(output)")
+        #expect(checks.count >= (watcher == "user" ? 7 : 8), "\(watcher) ran too few checks:\n\(output)")
+        #expect(!output.contains("FAIL"), "\(watcher):\n\(output)")
+    }
 }
