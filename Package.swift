@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-let examples = ["hello-loop", "custom-policy", "loop-per-thread", "echo-server", "http-hello", "subprocess-pipeline", "child-watchers", "signals", "actor-on-loop", "loop-health"]
+let examples = ["hello-loop", "custom-policy", "loop-per-thread", "echo-server", "http-hello", "subprocess-pipeline", "child-watchers", "signals", "actor-on-loop", "loop-health", "job-runner"]
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let exampleDependencies: [String: [Target.Dependency]] = [
@@ -10,6 +10,7 @@ let exampleDependencies: [String: [Target.Dependency]] = [
     "child-watchers": [argumentParser],
     "signals": [argumentParser],
     "loop-health": [argumentParser, .product(name: "Logging", package: "swift-log")],
+    "job-runner": [argumentParser],
 ]
 
 let package = Package(

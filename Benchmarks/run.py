@@ -72,6 +72,11 @@ BENCHMARKS += [
               30, 10, impls={BASELINE}, repeat=3, table="watchers"),
     Benchmark("B7", "memory: RSS per pending child (n children) per watcher, and per idle EventLoop (2n loops)",
               500, 100, impls={BASELINE}, repeat=3, table="watchers"),
+    # Issue 12: supervision costs (UVLoop against itself) and the loop's stall while spawning.
+    Benchmark("B5c", "spawn /bin/true n times with closeFDs and 0 or 1,000 extra fds; runSubprocessExec vs createSubprocessExec + communicate",
+              500, 100, impls={BASELINE}, repeat=3, table="watchers"),
+    Benchmark("B9", "a 1 GiB parent's 1 ms repeating timer while n children spawn, 8 in flight: timer lateness",
+              64, 16, impls={BASELINE, "uvloop", "asyncio"}, repeat=3, table="stall"),
 ]
 
 ECHO_CONNECTIONS = 8
@@ -526,6 +531,42 @@ def print_spawn_targets(rows):
             print(f"  B5b/B5 {label} [best], every participant: " + ", ".join(kept))
 
 
+def print_supervision_targets(rows):
+    """Issue 12's targets for B5c and B9."""
+
+    def cell(bench, metric, impl=BASELINE):
+        return rows.get((bench, metric), {}).get(impl)
+
+    checks = []
+    pairs = (("B5c 1,000 extra fds / none, closeFDs on", "seq spawns/s [closeFDs, 1000 extra fds]",
+              "seq spawns/s [closeFDs, 0 extra fds]", 0.85),
+             ("B5c runSubprocessExec / createSubprocessExec + communicate", "seq runs/s [runSubprocessExec]",
+              "seq runs/s [createSubprocessExec+communicate]", 0.9))
+    for what, top, bottom, target in pairs:
+        numerator, denominator = cell("B5c", top), cell("B5c", bottom)
+        if numerator is not None and denominator:
+            value = numerator / denominator
+            checks.append((what, f"{value:.2f}x ({numerator:.0f} / {denominator:.0f} per s)", f">= {target}x", value >= target))
+    worst = cell("B9", "worst timer lateness ms")
+    if worst is not None:
+        checks.append(("B9 worst timer lateness", f"{worst:.2f} ms", "<= 5 ms", worst <= 5))
+        peer = cell("B9", "worst timer lateness ms", "uvloop")
+        if peer:
+            checks.append(("B9 worst lateness, UVLoop / uvloop", f"{worst / peer:.3f}x ({worst:.2f} / {peer:.2f} ms)",
+                           "<= 0.1x", worst / peer <= 0.1))
+        asyncio_worst = cell("B9", "worst timer lateness ms", "asyncio")
+        if asyncio_worst:
+            checks.append(("B9 worst lateness, UVLoop / asyncio (no target)",
+                           f"{worst / asyncio_worst:.3f}x ({worst:.2f} / {asyncio_worst:.2f} ms)", "-", True))
+    if not checks:
+        return
+    print("\nIssue 12 targets (UVLoop):")
+    width = max(len(check[0]) for check in checks)
+    for what, figures, target, met in checks:
+        verdict = "" if target == "-" else f", target {target}: {'met' if met else 'NOT met'}"
+        print(f"  {what.ljust(width)}  {figures}{verdict}")
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description="Run the UVLoop benchmarks (see README.md).")
     parser.add_argument("--only", help="comma-separated benchmark ids, e.g. B1,B3 (default: all)")
@@ -634,6 +675,7 @@ def main():
                     max(repeats(b, args) for b in group), args.quick, legend=number == len(tables) - 1)
     print_scaling(rows, participants)
     print_spawn_targets(rows)
+    print_supervision_targets(rows)
 
     notes = [f"  {p.name}: {p.failure}" for p in participants if p.failure]
     notes += [f"  {p.name} on {bench}: {why}" for p in participants for bench, why in p.failures.items()]

@@ -13,5 +13,7 @@ runParticipant(
         "B5b": spawnRates(bench: "B5b"),
         "B6": exitLatency,
         "B7": memoryFootprint,
+        "B5c": supervisionCosts,
+        "B9": spawnStall,
     ]
 )

@@ -8,7 +8,11 @@ import Testing
 @Suite("Child watchers: conformance (helper process per watcher)")
 struct WatcherConformanceTests {
     @Test(.timeLimit(.minutes(2)), arguments: ["threaded", "multiloop", "safe", "fast", "pidfd", "libuv", "user"])
-    func conformance(_ watcher: String) throws {
+    func conformance(_ watcher: String) async throws {
+        try await asHeavyTest { [self] in try self.conformanceBlocking(watcher) }
+    }
+
+    func conformanceBlocking(_ watcher: String) throws {
         let (status, output) = try runHelper("conformance", watcher)
         let checks = output.split(separator: "\n").filter { $0.hasPrefix("ok ") || $0.hasPrefix("FAIL ") }
         #expect(status == 0, "\(watcher):\n\(output)")
@@ -18,7 +22,11 @@ struct WatcherConformanceTests {
 
     /// becomeChildSubreaper() in a process of its own per watcher (the flag cannot be taken back).
     @Test(.timeLimit(.minutes(2)), arguments: ["threaded", "multiloop", "safe", "fast", "pidfd", "libuv", "user"])
-    func subreaper(_ watcher: String) throws {
+    func subreaper(_ watcher: String) async throws {
+        try await asHeavyTest { [self] in try self.subreaperBlocking(watcher) }
+    }
+
+    func subreaperBlocking(_ watcher: String) throws {
         let (status, output) = try runHelper("subreaper", watcher)
         let checks = output.split(separator: "\n").filter { $0.hasPrefix("ok ") || $0.hasPrefix("FAIL ") }
         #expect(status == 0, "\(watcher):\n\(output)")

@@ -68,7 +68,11 @@ struct ExampleTests {
         return String(decoding: data, as: UTF8.self)
     }
 
-    @Test(.timeLimit(.minutes(2))) func helloLoop() throws {
+    @Test(.timeLimit(.minutes(2))) func helloLoop() async throws {
+        try await asHeavyTest { [self] in try self.helloLoopBlocking() }
+    }
+
+    func helloLoopBlocking() throws {
         let run = try Running("hello-loop")
         #expect(run.finish() == 0, "\(run.output)")
         #expect(run.output.contains("callSoon: hello from the loop thread"))
@@ -77,7 +81,11 @@ struct ExampleTests {
         #expect(run.output.contains("loop closed: true"))
     }
 
-    @Test(.timeLimit(.minutes(2))) func loopHealth() throws {
+    @Test(.timeLimit(.minutes(2))) func loopHealth() async throws {
+        try await asHeavyTest { [self] in try self.loopHealthBlocking() }
+    }
+
+    func loopHealthBlocking() throws {
         let run = try Running("loop-health", ["--seconds", "1.2", "--stall-threshold", "0.05"])
         #expect(run.finish() == 0, "\(run.output)")
         let output = run.output
@@ -89,7 +97,11 @@ struct ExampleTests {
         #expect(output.contains("done"), "\(output)")
     }
 
-    @Test(.timeLimit(.minutes(2))) func customPolicy() throws {
+    @Test(.timeLimit(.minutes(2))) func customPolicy() async throws {
+        try await asHeavyTest { [self] in try self.customPolicyBlocking() }
+    }
+
+    func customPolicyBlocking() throws {
         let run = try Running("custom-policy")
         #expect(run.finish() == 0, "\(run.output)")
         #expect(run.output.contains("policy: MyEventLoopPolicy"))
@@ -97,21 +109,33 @@ struct ExampleTests {
         #expect(run.output.contains("inside the loop, getEventLoop() is the running loop"))
     }
 
-    @Test(.timeLimit(.minutes(2))) func loopPerThread() throws {
+    @Test(.timeLimit(.minutes(2))) func loopPerThread() async throws {
+        try await asHeavyTest { [self] in try self.loopPerThreadBlocking() }
+    }
+
+    func loopPerThreadBlocking() throws {
         let run = try Running("loop-per-thread")
         #expect(run.finish() == 0, "\(run.output)")
         #expect(run.output.components(separatedBy: "is this thread's loop").count == 5)
         #expect(run.output.contains("main loop collected 4 results from 4 threads, one loop each"))
     }
 
-    @Test(.timeLimit(.minutes(2))) func subprocessPipeline() throws {
+    @Test(.timeLimit(.minutes(2))) func subprocessPipeline() async throws {
+        try await asHeavyTest { [self] in try self.subprocessPipelineBlocking() }
+    }
+
+    func subprocessPipelineBlocking() throws {
         let run = try Running("subprocess-pipeline")
         #expect(run.finish() == 0, "\(run.output)")
         #expect(run.output.contains("consumer -> LISBON OSLO QUITO KYOTO"))
         #expect(run.output.contains("wc -c counted 1000000 bytes, exit 0"))
     }
 
-    @Test(.timeLimit(.minutes(2))) func childWatchers() throws {
+    @Test(.timeLimit(.minutes(2))) func childWatchers() async throws {
+        try await asHeavyTest { [self] in try self.childWatchersBlocking() }
+    }
+
+    func childWatchersBlocking() throws {
         let run = try Running("child-watchers", ["40"])
         #expect(run.finish(timeout: 60) == 0)
         for name in ["Threaded", "MultiLoop", "Safe", "Fast", "Pidfd", "Libuv"] {
@@ -120,7 +144,11 @@ struct ExampleTests {
         #expect(run.output.components(separatedBy: "all 0").count == 7, "\(run.output)")
     }
 
-    @Test(.timeLimit(.minutes(2))) func signalsStopsGracefullyOnSIGTERM() throws {
+    @Test(.timeLimit(.minutes(2))) func signalsStopsGracefullyOnSIGTERM() async throws {
+        try await asHeavyTest { [self] in try self.signalsStopsGracefullyOnSIGTERMBlocking() }
+    }
+
+    func signalsStopsGracefullyOnSIGTERMBlocking() throws {
         let run = try Running("signals")
         _ = try run.waitFor("tick (2)")
         kill(run.process.processIdentifier, SIGTERM)
@@ -129,7 +157,11 @@ struct ExampleTests {
         #expect(run.output.contains("stopped cleanly after"))
     }
 
-    @Test(.timeLimit(.minutes(2))) func actorOnLoop() throws {
+    @Test(.timeLimit(.minutes(2))) func actorOnLoop() async throws {
+        try await asHeavyTest { [self] in try self.actorOnLoopBlocking() }
+    }
+
+    func actorOnLoopBlocking() throws {
         let run = try Running("actor-on-loop")
         #expect(run.finish() == 0, "\(run.output)")
         #expect(run.output.contains("value = 3000 (expected 3000)"))
@@ -141,7 +173,11 @@ struct ExampleTests {
         (["--port", "70000"], "--port must be in 0...65535"),
         (["--bogus"], "Unknown option '--bogus'"),
     ])
-    func serverExamplesRejectBadArguments(arguments: [String], message: String) throws {
+    func serverExamplesRejectBadArguments(arguments: [String], message: String) async throws {
+        try await asHeavyTest { [self] in try self.serverExamplesRejectBadArgumentsBlocking(arguments: arguments, message: message) }
+    }
+
+    func serverExamplesRejectBadArgumentsBlocking(arguments: [String], message: String) throws {
         for example in ["echo-server", "http-hello"] {
             let run = try Running(example, arguments)
             #expect(run.finish() == 64, "\(example) \(arguments)")       // EX_USAGE
@@ -150,7 +186,11 @@ struct ExampleTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(2))) func echoServerOnTwoLoops() throws {
+    @Test(.timeLimit(.minutes(2))) func echoServerOnTwoLoops() async throws {
+        try await asHeavyTest { [self] in try self.echoServerOnTwoLoopsBlocking() }
+    }
+
+    func echoServerOnTwoLoopsBlocking() throws {
         let run = try Running("echo-server", ["--loops", "2", "--port", "0"])
         let port = try run.waitFor("listening on 127\\.0\\.0\\.1:([0-9]+)")
         let reply = try python("""
@@ -165,7 +205,11 @@ struct ExampleTests {
         #expect(run.output.contains("echo-server stopped"))
     }
 
-    @Test(.timeLimit(.minutes(2))) func httpHelloOnTwoLoops() throws {
+    @Test(.timeLimit(.minutes(2))) func httpHelloOnTwoLoops() async throws {
+        try await asHeavyTest { [self] in try self.httpHelloOnTwoLoopsBlocking() }
+    }
+
+    func httpHelloOnTwoLoopsBlocking() throws {
         let run = try Running("http-hello", ["--loops", "2", "--port", "0"])
         let port = try run.waitFor("listening on http://127\\.0\\.0\\.1:([0-9]+)/")
         let body = try python("""
@@ -178,13 +222,97 @@ struct ExampleTests {
         #expect(run.output.contains("http-hello stopped"))
     }
 
-    @Test(.timeLimit(.minutes(3))) func stressShortFormLeaksNothing() throws {
+    @Test(.timeLimit(.minutes(2))) func jobRunnerStreamsTimesOutKillsOnLeaveAndStopsGracefully() async throws {
+        try await asHeavyTest { [self] in try self.jobRunnerStreamsTimesOutKillsOnLeaveAndStopsGracefullyBlocking() }
+    }
+
+    func jobRunnerStreamsTimesOutKillsOnLeaveAndStopsGracefullyBlocking() throws {
+        let run = try Running("job-runner", ["--port", "0", "--grace", "0.5"])
+        let port = try run.waitFor("listening on 127\\.0\\.0\\.1:([0-9]+)")
+        let replies = try python("""
+            import os, socket, time
+            def job(request, leave_after=None):
+                s = socket.create_connection(("127.0.0.1", \(port)), timeout=20)
+                s.sendall(request.encode() + b"\\n")
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk: break
+                    data += chunk
+                    if leave_after and leave_after in data: break
+                s.close()
+                return data.decode()
+            print(repr(job("run 10 for i in 1 2 3; do echo line $i; done; echo oops >&2; exit 3")))
+            print(repr(job("run 0.3 sleep 30")))
+            # Leave while the job runs: the job (a shell and its sleep) must be gone soon after.
+            reply = job("run 30 echo $$; sleep 30 & wait", leave_after=b"\\n")
+            pid = int(reply.split()[1])
+            for _ in range(300):
+                try:
+                    os.kill(pid, 0)
+                    with open(f"/proc/{pid}/stat") as f:
+                        if f.read().split(")")[1].split()[0] == "Z": raise ProcessLookupError
+                    time.sleep(0.01)
+                except (ProcessLookupError, FileNotFoundError):
+                    print("left: gone")
+                    break
+            else:
+                print("left: still running")
+            r = job("capture 5 head -c 100000 /dev/zero | tr '\\\\0' x; echo; exit 4")
+            print(len(r.split("\\n")[0]), repr(r.split("\\n", 1)[1]))
+            print(repr(job("bogus request")))
+            """)
+        let lines = replies.split(separator: "\n").map(String.init)
+        #expect(lines.count == 5, "\(replies)\n\(run.output)")
+        #expect(lines.first == "'out: line 1\\nout: line 2\\nout: line 3\\nout: oops\\nexit: 3\\n'", "\(replies)")
+        #expect(lines.dropFirst(1).first == "'timeout: -15\\n'", "\(replies)")
+        #expect(lines.dropFirst(2).first == "left: gone", "\(replies)")
+        #expect(lines.dropFirst(3).first == "65536 'truncated: 65536 bytes kept\\nexit: 4\\n'", "\(replies)")
+        #expect(lines.dropFirst(4).first?.contains("error: send 'run SECONDS COMMAND'") == true, "\(replies)")
+        _ = try run.waitFor("(its client left)")
+
+        // SIGTERM while a job runs: its client still gets the job's end, the server exits 0.
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        client.arguments = ["python3", "-c", """
+            import socket
+            s = socket.create_connection(("127.0.0.1", \(port)), timeout=20)
+            s.sendall(b"run 30 sleep 31\\n")
+            data = b""
+            while True:
+                chunk = s.recv(1000)
+                if not chunk: break
+                data += chunk
+            print(repr(data.decode()))
+            """]
+        let clientOutput = Pipe()
+        client.standardOutput = clientOutput
+        try client.run()
+        _ = try run.waitFor("job ([0-9]+) started: sleep 31")
+        kill(run.process.processIdentifier, SIGTERM)
+        let clientData = clientOutput.fileHandleForReading.readDataToEndOfFile()
+        client.waitUntilExit()
+        #expect(run.finish() == 0, "\(run.output)")
+        #expect(String(decoding: clientData, as: UTF8.self) == "'exit: -15\\n'\n", "\(run.output)")
+        #expect(run.output.contains("signal 15: stopping; 1 job(s) running"), "\(run.output)")
+        #expect(run.output.contains("job-runner stopped"))
+    }
+
+    @Test(.timeLimit(.minutes(3))) func stressShortFormLeaksNothing() async throws {
+        try await asHeavyTest { [self] in try self.stressShortFormLeaksNothingBlocking() }
+    }
+
+    func stressShortFormLeaksNothingBlocking() throws {
         let run = try Running("uvloop-stress")
         #expect(run.finish(timeout: 150) == 0, "\(run.output)")
         #expect(run.output.contains("OK: nothing leaked"), "\(run.output)")
     }
 
-    @Test(.timeLimit(.minutes(2))) func serviceGroupShutsDownOnSIGTERM() throws {
+    @Test(.timeLimit(.minutes(2))) func serviceGroupShutsDownOnSIGTERM() async throws {
+        try await asHeavyTest { [self] in try self.serviceGroupShutsDownOnSIGTERMBlocking() }
+    }
+
+    func serviceGroupShutsDownOnSIGTERMBlocking() throws {
         let run = try Running("service-group")
         let port = try run.waitFor("echo server on 127\\.0\\.0\\.1:([0-9]+)")
         let reply = try python("""

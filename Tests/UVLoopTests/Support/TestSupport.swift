@@ -192,3 +192,17 @@ func offTheCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws ->
         pthread_detach(thread)
     }
 }
+
+/// At most two heavy tests (helper processes, examples) run at once, each on a thread of its own:
+/// off the cooperative pool, which has one thread per core (two here) and would otherwise be
+/// blocked by them until the async tests behind them hit their time limits; and limited, so that
+/// a dozen of them at once do not starve the machine either.
+private let heavyTestSlots = DispatchSemaphore(value: 2)
+
+func asHeavyTest<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await offTheCooperativePool {
+        heavyTestSlots.wait()
+        defer { heavyTestSlots.signal() }
+        return try body()
+    }
+}
