@@ -10,7 +10,8 @@ import UVLoop
 // communicate() with both outputs piped, the same work by hand.
 //
 // B9: loop stall while spawning: a parent holding 1 GiB runs a 1 ms repeating timer and spawns
-// n children, 8 in flight; the timer's worst and median lateness.
+// n children, 8 in flight; the timer's worst and median lateness (how long past 1 ms after the
+// previous tick each tick ran).
 
 /// Opens `count` descriptors on /dev/null without O_CLOEXEC (Swift's and C's default); they stay
 /// open until the returned closure runs.
@@ -60,7 +61,7 @@ func supervisionCosts(n: Int) throws -> [Measurement] {
     ]
 }
 
-/// B9: a 1 ms repeating timer (each tick scheduled 1 ms after the previous deadline) on a loop
+/// B9: a 1 ms repeating timer (each tick armed 1 ms after the previous one ran) on a loop
 /// whose parent holds 1 GiB, while n children are spawned and reaped, 8 in flight.
 func spawnStall(n: Int) throws -> [Measurement] {
     touchBallast(bytes: bigParentBytes)
@@ -76,14 +77,17 @@ func spawnStall(n: Int) throws -> [Measurement] {
             var running = true
         }
         let ticker = Ticker()
-        func tick(_ deadline: Double) {
+        // Each tick arms the next 1 ms after it ran (a repeating timer, as `call_later` from its
+        // own callback): its lateness is how long the loop could not run it, with no drift
+        // carried from one tick to the next. Measured on the live clock (CLOCK_MONOTONIC).
+        func tick(_ due: Double) {
             guard ticker.running else { return }
-            ticker.samples.append(monotonicSeconds() - deadline)   // the live clock (the same CLOCK_MONOTONIC)
-            let next = deadline + 0.001
-            loop.callAt(next) { tick(next) }
+            let now = monotonicSeconds()
+            ticker.samples.append(now - due)
+            loop.callLater(0.001) { tick(now + 0.001) }
         }
-        let first = loop.time() + 0.001
-        loop.callAt(first) { tick(first) }
+        let start = monotonicSeconds()
+        loop.callLater(0.001) { tick(start + 0.001) }
         try await pauseOnLoop(0.05)
         ticker.samples.removeAll()
         _ = try await spawnRate(n: n, width: 8) {

@@ -149,6 +149,19 @@ extension EventLoop {
         executors.withLock { $0.chosen = executor }
     }
 
+    /// The loop's built-in pool (created on first use), whatever `setDefaultExecutor` chose: for
+    /// UVLoop's own short blocking calls (spawning), which must not queue behind the user's work.
+    /// - Throws: `EventLoopError.loopClosed` on a closed loop.
+    func builtInExecutor() throws -> ThreadPoolExecutor {
+        try executors.withLock { executors in
+            if isClosed { throw EventLoopError.loopClosed }
+            if let builtIn = executors.builtIn { return builtIn }
+            let created = try ThreadPoolExecutor(maxWorkers: ThreadPoolExecutor.defaultWorkerCount)
+            executors.builtIn = created
+            return created
+        }
+    }
+
     /// The executor `runInExecutor(nil, ...)` uses: the one set, else the built-in pool (created
     /// on first use).
     /// - Throws: `EventLoopError.loopClosed` on a closed loop (whose built-in pool is shut down).

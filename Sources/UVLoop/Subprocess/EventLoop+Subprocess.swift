@@ -56,8 +56,7 @@ extension EventLoop {
                                        stderr: stderr, options: options)
         return try await onLoop {
             try checkLoopThread()
-            // Until the child is claimed, the orphan reaper waits (becomeChildSubreaper()).
-            return try ChildClaims.shared.spawning { try spawn(request) }
+            return try await spawn(request)
         }
     }
 
@@ -76,25 +75,41 @@ extension EventLoop {
     }
 
     /// The spawn path, on the loop thread: check the watcher, create the pipes, spawn, register.
-    private func spawn(_ request: SpawnRequest) throws -> ChildProcess {
+    private func spawn(_ request: SpawnRequest) async throws -> ChildProcess {
         let watcher = getChildWatcher()
         // Before anything exists: an inactive watcher means no child at all (asyncio gh-90493).
         guard watcher.isActive() else { throw EventLoopError.childWatcherNotActive }
         let setup = try SpawnSetup(request)
         let child: SpawnedChild
+        let claim: ChildClaim
         do {
+            // Until the child is claimed, the orphan reaper waits (becomeChildSubreaper()).
             if let spawning = watcher as? SpawningChildWatcher, !request.options.alwaysPosixSpawn {
-                child = try spawning.spawn(setup.plan, on: self)
+                (child, claim) = try ChildClaims.shared.spawning {
+                    let child = try spawning.spawn(setup.plan, on: self)
+                    return (child, ChildClaim(child.pid))
+                }
             } else {
-                child = SpawnedChild(pid: try PosixSpawn.spawn(setup.plan), signaller: Reaper.system.signal,
+                let (pid, pidClaim) = try await spawnOffTheLoop(setup.plan)
+                child = SpawnedChild(pid: pid, signaller: Reaper.system.signal,
                                      groupSignaller: { try Reaper.system.signalGroup($0, $1) })
+                claim = pidClaim
             }
         } catch {
             setup.closeAll()
             throw error
         }
+        do {
+            try checkLoopThread()
+        } catch {
+            // The loop closed while the child started: nothing will read its pipes or watch it.
+            try? Reaper.system.signal(child.pid, SIGKILL)
+            Reaper.system.adopt(child.pid)
+            setup.closeAll()
+            throw error
+        }
         setup.closeChildEnds()
-        let process = ChildProcess(pid: child.pid, loop: self, claim: ChildClaim(child.pid),
+        let process = ChildProcess(pid: child.pid, loop: self, claim: claim,
                                    leadsProcessGroup: request.leadsProcessGroup,
                                    terminal: setup.terminal,
                                    signaller: child.signaller, groupSignaller: child.groupSignaller)
@@ -120,6 +135,32 @@ extension EventLoop {
             throw error
         }
         return process
+    }
+}
+
+extension EventLoop {
+    /// `posix_spawn` on a worker of the loop's built-in pool. The parent's side of a vfork-style
+    /// spawn waits until the child has called `execve` (0.3-1 ms here, more on a loaded machine):
+    /// on the loop's thread that stalled every timer and connection for as long, once per child
+    /// (B9). Not cancellable: the child exists once this starts. The pid is claimed before the
+    /// orphan reaper can look.
+    /// - Throws: `UVError` from posix_spawn; `EventLoopError.loopClosed` (nothing spawned).
+    fileprivate func spawnOffTheLoop(_ plan: SpawnPlan) async throws -> (pid_t, ChildClaim) {
+        let pool = try builtInExecutor()
+        return try await withCheckedThrowingContinuation { continuation in
+            do {
+                try pool.submit {
+                    continuation.resume(with: Result {
+                        try ChildClaims.shared.spawning {
+                            let pid = try PosixSpawn.spawn(plan)
+                            return (pid, ChildClaim(pid))
+                        }
+                    })
+                }
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
     }
 }
 
