@@ -134,6 +134,17 @@ static inline int cos_is_regular_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/// What kind of file `fd` is: 1 a pipe or FIFO, 2 a socket, 3 a character device, 0 anything else
+/// (a regular file, a directory), or -errno (-EBADF for a descriptor that is not open).
+static inline int cos_stream_kind(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -errno;
+    if (S_ISFIFO(st.st_mode)) return 1;
+    if (S_ISSOCK(st.st_mode)) return 2;
+    if (S_ISCHR(st.st_mode)) return 3;
+    return 0;
+}
+
 /// pipe2(2) with O_CLOEXEC; returns 0 or -errno.
 static inline int cos_pipe_cloexec(int fds[_Nonnull 2]) { return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno; }
 

@@ -14,7 +14,7 @@ extension EventLoop {
     ///   - flags: `AI_*` flags (`AI_PASSIVE`, `AI_CANONNAME`, `AI_NUMERICHOST`, ...).
     /// - Returns: the answers, in the resolver's order of preference.
     /// - Throws: `UVError` (`EAI_NONAME` for an unknown host, `EAI_AGAIN`, ...; `EINVAL` for a port
-    ///   out of range or a `.unix` family); `EventLoopError.loopClosed`.
+    ///   out of range, a host name with a NUL byte or a `.unix` family); `EventLoopError.loopClosed`.
     public func getaddrinfo(_ host: String?, port: Int? = nil, family: SocketAddress.Family? = nil,
                             type: AddressInfo.SocketType? = nil, flags: Int32 = 0) async throws -> [AddressInfo] {
         if let port { try SocketAddress.checkPort(port) }
@@ -49,7 +49,8 @@ extension EventLoop {
 
     /// Runs `uv_getaddrinfo` on the loop thread and waits for its answer.
     func resolve(_ host: String?, port: Int, family: Int32, socketType: Int32, flags: Int32) async throws -> [UVAddressInfo] {
-        try await onLoop {
+        try SocketAddress.checkHost(host)
+        return try await onLoop {
             try checkLoopThread()
             return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UVAddressInfo], any Error>) in
                 do {
@@ -74,6 +75,7 @@ extension EventLoop {
     /// `getaddrinfo` (nil or "" with `passive`: every local address). Duplicates are dropped.
     func socketAddresses(_ host: String?, port: Int, socketType: Int32, passive: Bool) async throws -> [UVSocketAddress] {
         try SocketAddress.checkPort(port)
+        try SocketAddress.checkHost(host)
         let name = (host?.isEmpty ?? true) ? nil : host
         if let name, let literal = UVSocketAddress(numericHost: name, port: port) { return [literal] }
         let answers = try await resolve(name, port: port, family: AF_UNSPEC, socketType: socketType,

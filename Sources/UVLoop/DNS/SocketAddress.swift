@@ -76,6 +76,14 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Ports are 0...65535 (asyncio raises OverflowError outside it).
+    /// Refuses a host name with a NUL byte: C would read it only up to there, and
+    /// `"127.0.0.1\0junk"` would silently mean 127.0.0.1.
+    static func checkHost(_ host: String?) throws(UVError) {
+        if let host, host.utf8.contains(0) {
+            throw UVError(code: UVError.EINVAL.code, operation: "host name \(host.debugDescription) contains a NUL byte")
+        }
+    }
+
     static func checkPort(_ port: Int) throws(UVError) {
         guard (0...65535).contains(port) else {
             throw UVError(code: UVError.EINVAL.code, operation: "port \(port) is out of range 0...65535")

@@ -105,6 +105,18 @@ enum System {
         return flags & O_ACCMODE
     }
 
+    /// Whether `fd` can be a stream: a pipe or FIFO, a socket or a character device (a terminal);
+    /// a regular file or a directory cannot (epoll refuses them).
+    /// - Throws: `UVError.EBADF` for a descriptor that is not open; `UVError.EINVAL` for one that
+    ///   cannot be a stream.
+    static func checkStreamDescriptor(_ fd: Int32, _ operation: String) throws(UVError) {
+        let kind = cos_stream_kind(fd)
+        if kind < 0 { throw UVError(code: kind, operation: "\(operation)(fd \(fd))") }
+        if kind == 0 {
+            throw UVError(errno: EINVAL, operation: "\(operation): fd \(fd) is not a pipe, socket or character device")
+        }
+    }
+
     enum PathCheck { case executable, notExecutable, missing }
 
     /// Whether `path` names an executable regular file.

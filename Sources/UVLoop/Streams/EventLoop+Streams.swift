@@ -196,3 +196,30 @@ private final class ConnectAttempt: Sendable {
         }
     }
 }
+
+/// The program's own pipes as streams (asyncio's `connect_read_pipe`/`connect_write_pipe`).
+extension EventLoop {
+    /// Wraps the read end of a pipe (or a FIFO, a socket, a terminal) of this process in a
+    /// `StreamReader` on this loop (asyncio's `connect_read_pipe`). The reader owns the descriptor
+    /// from then on: it is closed with the reader, or at end of file. Call it on the loop's
+    /// thread, or while the loop does not run.
+    /// - Throws: `UVError.EBADF` for a descriptor that is not open or not open for reading,
+    ///   `UVError.EINVAL` for a regular file or a directory (nothing to poll);
+    ///   `EventLoopError.invalidArgument` for a `limit` below 1; `EventLoopError.loopClosed`,
+    ///   `.wrongThread`. On failure the descriptor stays the caller's.
+    public func connectReadPipe(_ fd: Int32, limit: Int = 65_536) throws -> StreamReader {
+        guard limit >= 1 else { throw EventLoopError.invalidArgument }
+        try System.checkStreamDescriptor(fd, "connectReadPipe")
+        return try StreamReader(loop: self, pipe: fd, limit: limit)
+    }
+
+    /// Wraps the write end of a pipe (or a FIFO, a socket, a terminal) of this process in a
+    /// `StreamWriter` on this loop (asyncio's `connect_write_pipe`), with the same flow control as
+    /// a connection's. The writer owns the descriptor from then on. Call it on the loop's thread,
+    /// or while the loop does not run.
+    /// - Throws: as `connectReadPipe` (EBADF for a descriptor not open for writing).
+    public func connectWritePipe(_ fd: Int32) throws -> StreamWriter {
+        try System.checkStreamDescriptor(fd, "connectWritePipe")
+        return try StreamWriter(loop: self, pipe: fd)
+    }
+}

@@ -5,8 +5,8 @@
 ///
 /// A line longer than the reader's `limit` throws `StreamError.limitOverrun` and is dropped
 /// whole: iterating again (the same iterator, or a new `lines`) resumes at the line after it,
-/// however long it was, without buffering more of it than one read brings. A `readLine()` in
-/// between would read the rest of that line instead.
+/// however long it was, without buffering more of it than one read brings (the rule of
+/// `readUntil` and `readLine` too).
 public struct StreamLines: AsyncSequence, Sendable {
     public typealias Element = String
 

@@ -66,8 +66,9 @@ public final class StreamReader: Sendable, AsyncSequence {
     }
 
     /// Reads one line, through its `"\n"`; at end of file, the rest without one ([] when none).
-    /// - Throws: `StreamError.limitOverrun` for a line longer than `limit` (the line is dropped
-    ///   from the buffer); and what `read` throws.
+    /// - Throws: `StreamError.limitOverrun` for a line longer than `limit`: the line is consumed
+    ///   through its newline, also when that arrives later (the next read starts after it); and
+    ///   what `read` throws.
     public func readLine() async throws -> [UInt8] {
         try await transport.loop.onLoop { try await transport.readLine() }
     }
@@ -75,7 +76,9 @@ public final class StreamReader: Sendable, AsyncSequence {
     /// Reads through the first occurrence of `separator`, which is included.
     /// - Throws: `StreamError.incompleteRead(partial:expected: nil)` at end of file without the
     ///   separator (the bytes are consumed); `StreamError.limitOverrun(consumed:)` when the
-    ///   separator is not within `limit` bytes (the bytes stay buffered);
+    ///   separator is not within `limit` bytes: the over-long record is consumed through its
+    ///   separator, whatever was buffered then, also when the separator arrives later (asyncio
+    ///   leaves the bytes buffered; a server needs one defined place to go on from);
     ///   `StreamError.invalidArgument` for an empty separator; and what `read` throws.
     public func readUntil(_ separator: [UInt8]) async throws -> [UInt8] {
         try await transport.loop.onLoop { try await transport.readUntil(separator) }

@@ -112,6 +112,10 @@ extension StreamTransport {
     /// Waits for a chunk of at most `maxBytes`; [] at EOF.
     func waitForChunk(_ maxBytes: Int) async throws -> [UInt8] {
         try loop.checkLoopThread()
+        if skipping != nil {
+            try await finishSkipping()
+            if let bytes = try readNow(maxBytes) { return bytes }
+        }
         try checkNoOtherReader()
         let id = makeWaiterID()
         let bytes = try await suspend { (continuation: UnsafeContinuation<[UInt8], any Error>) in
@@ -148,7 +152,7 @@ extension StreamTransport {
     func readNow(_ maxBytes: Int) throws -> [UInt8]? {
         if let readError { throw readError }
         if maxBytes == 0 { return [] }
-        if maxBytes < 0 { return nil }
+        if maxBytes < 0 || skipping != nil { return nil }
         if received.isEmpty { return eof ? [] : nil }
         let bytes = received.take(min(maxBytes, received.count))
         resumeReadingIfDrained()
@@ -158,6 +162,7 @@ extension StreamTransport {
 
     private func readToEOF() async throws -> [UInt8] {
         try loop.checkLoopThread()
+        try await finishSkipping()
         var result: [UInt8] = []
         while true {
             if let readError { throw readError }
@@ -180,6 +185,7 @@ extension StreamTransport {
         if count < 0 { throw StreamError.invalidArgument("readExactly size can not be less than zero") }
         if let readError { throw readError }
         if count == 0 { return [] }
+        try await finishSkipping()
         while received.count < count {
             if eof {
                 let partial = received.takeAll()
@@ -199,6 +205,7 @@ extension StreamTransport {
         try loop.checkLoopThread()
         if separator.isEmpty { throw StreamError.invalidArgument("Separator should be at least one-byte string") }
         if let readError { throw readError }
+        try await finishSkipping()
         var offset = 0
         var found: Int?
         while true {
@@ -208,7 +215,7 @@ extension StreamTransport {
                     break
                 }
                 offset = received.count + 1 - separator.count
-                if offset > limit { throw StreamError.limitOverrun(consumed: offset) }
+                if offset > limit { throw overrun(consumed: offset, separator: separator, foundAt: nil) }
             }
             if eof {
                 let partial = received.takeAll()
@@ -219,7 +226,7 @@ extension StreamTransport {
             if let readError { throw readError }
         }
         let index = found!
-        if index > limit { throw StreamError.limitOverrun(consumed: index) }
+        if index > limit { throw overrun(consumed: index, separator: separator, foundAt: index) }
         let bytes = received.take(index + separator.count)
         resumeReadingIfDrained()
         publishReadState()
@@ -232,57 +239,55 @@ extension StreamTransport {
             return try await readUntil(Self.newline)
         } catch StreamError.incompleteRead(let partial, _) {
             return partial
-        } catch StreamError.limitOverrun(let consumed) {
-            try loop.checkLoopThread()
-            _ = dropOverlongLine(consumed: consumed)
-            throw StreamError.limitOverrun(consumed: consumed)
         }
     }
 
     /// The next line for `StreamReader.lines`, with its terminator; the last one without; nil at
     /// end of file. After a line longer than `limit`, the next call starts after that line's
-    /// newline, however much later it arrives (asyncio's `readline` returns the rest instead).
+    /// newline, however much later it arrives (`readUntil`'s rule).
     func nextLine() async throws -> [UInt8]? {
         try loop.checkLoopThread()
-        if skippingOverlongLine {
-            guard try await discardThroughNewline() else { return nil }
-            skippingOverlongLine = false
-        }
         do {
             return try await readUntil(Self.newline)
         } catch StreamError.incompleteRead(let partial, _) {
             return partial.isEmpty ? nil : partial
-        } catch StreamError.limitOverrun(let consumed) {
-            try loop.checkLoopThread()
-            skippingOverlongLine = !dropOverlongLine(consumed: consumed)
-            throw StreamError.limitOverrun(consumed: consumed)
         }
     }
 
     private static let newline: [UInt8] = [0x0A]
 
-    /// Drops an over-long line from the buffer, asyncio's way: through its newline when that is
-    /// buffered (returns true), otherwise everything buffered (returns false).
-    private func dropOverlongLine(consumed: Int) -> Bool {
-        let complete = received.hasSeparator(Self.newline, at: consumed)
-        received.removeFirst(complete ? consumed + 1 : received.count)
+    /// The `limitOverrun` error for a record longer than the limit, after putting the reader past
+    /// it: through its separator when that is buffered (`foundAt`), else everything buffered but
+    /// a possible start of the separator, with the rest skipped by the next read.
+    private func overrun(consumed: Int, separator: [UInt8], foundAt: Int?) -> StreamError {
+        if let foundAt {
+            received.removeFirst(foundAt + separator.count)
+        } else {
+            received.removeFirst(max(received.count - (separator.count - 1), 0))
+            skipping = separator
+        }
         resumeReadingIfDrained()
         publishReadState()
-        return complete
+        return StreamError.limitOverrun(consumed: consumed)
     }
 
-    /// Discards bytes through the next newline, waiting for them as needed; false at end of file.
-    /// Never buffers more than arrives in one read: the line's rest may be any length.
-    private func discardThroughNewline() async throws -> Bool {
-        while true {
+    /// Discards bytes through the separator an over-long record is still waiting for, as they
+    /// arrive, keeping no more than a separator's length of them; at end of file, everything.
+    private func finishSkipping() async throws {
+        while let separator = skipping {
             if let readError { throw readError }
-            let end = received.firstIndex(of: Self.newline, from: 0)
-            received.removeFirst(end.map { $0 + 1 } ?? received.count)
+            if let end = received.firstIndex(of: separator, from: 0) {
+                received.removeFirst(end + separator.count)
+                skipping = nil
+            } else if eof {
+                received.removeFirst(received.count)
+                skipping = nil
+            } else {
+                received.removeFirst(max(received.count - (separator.count - 1), 0))
+            }
             resumeReadingIfDrained()
             publishReadState()
-            if end != nil { return true }
-            if eof { return false }
-            try await waitForData()
+            if skipping != nil { try await waitForData() }
         }
     }
 }

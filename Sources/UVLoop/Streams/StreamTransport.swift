@@ -91,9 +91,10 @@ final class StreamTransport: @unchecked Sendable {
     @exclusivity(unchecked) var readWaiterID: UInt64 = 0
     /// True while reading is stopped because too much is buffered.
     @exclusivity(unchecked) var readingPaused = false
-    /// Set when `lines` gave up on a line longer than the limit before its end had arrived: the
-    /// next line it reads starts after that line's newline.
-    @exclusivity(unchecked) var skippingOverlongLine = false
+    /// Set when `readUntil` (`readLine`, `lines`) gave up on a record longer than the limit before
+    /// its separator had arrived: every later read first discards through that separator, so the
+    /// reader is at the next record whatever was buffered when the overrun was seen.
+    @exclusivity(unchecked) var skipping: [UInt8]?
     /// For a pseudo-terminal's master (`Stdio.pty`): EIO, which the kernel reports once nothing
     /// has the terminal open, reads as end of file, and `writeEOF` sends the terminal's
     /// end-of-file character before closing.

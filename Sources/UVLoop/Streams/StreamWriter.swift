@@ -59,9 +59,19 @@ public final class StreamWriter: Sendable {
         try write(Array(string.utf8))
     }
 
-    /// Writes each chunk in order (asyncio's `writelines`).
+    /// Writes the chunks in order (asyncio's `writelines`), as one write: the chunks are joined
+    /// (one copy) and handed to the kernel in one call, where one `write` per chunk made 10,000
+    /// chunks 10,000 system calls.
+    /// - Throws: as `write`.
     public func writeLines(_ chunks: [[UInt8]]) throws {
-        for chunk in chunks { try write(chunk) }
+        guard chunks.count > 1 else {
+            if let only = chunks.first { try write(only) }
+            return
+        }
+        var joined: [UInt8] = []
+        joined.reserveCapacity(chunks.reduce(0) { $0 + $1.count })
+        for chunk in chunks { joined.append(contentsOf: chunk) }
+        try write(joined)
     }
 
     /// Waits until the buffer is below the low-water mark, when it went above the high-water mark
