@@ -73,7 +73,7 @@ private func eventLoopServiceDocumentationExample() async throws {
             let server = try await loop.startServer(host: "127.0.0.1", port: 8080, reusePort: true) { reader, writer in
                 while let chunk = try? await reader.read(65536), !chunk.isEmpty { try? writer.write(chunk) }
             }
-            await server.waitClosed()
+            try await server.waitClosed()
         }
     }
     let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint],

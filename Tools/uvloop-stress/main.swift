@@ -129,7 +129,7 @@ func echoStorm(connections: Int, messages: Int) throws -> (Int, Int) {
         }
     }
     server.close()
-    _ = try serverLoop.runUntilCompleteOffThread { await server.waitClosed() }
+    _ = try serverLoop.runUntilCompleteOffThread { try await server.waitClosed() }
     serverLoop.stop()
     while !serverThread.isFinished { usleep(1000) }
     try serverLoop.close()

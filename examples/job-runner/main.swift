@@ -184,7 +184,7 @@ try loop.runUntilComplete {
     // Give the handlers a moment to send the last lines, then cut whatever is left.
     try? await loop.sleep(0.2)
     server.closeClients()
-    await server.waitClosed()
+    try await server.waitClosed()
     _ = loop.removeSignalHandler(SIGINT)
     _ = loop.removeSignalHandler(SIGTERM)
 }

@@ -60,7 +60,7 @@ public func serveOnLoops(
             for await _ in stop.stream {}
             server.close()
             server.closeClients()
-            await server.waitClosed()
+            try await server.waitClosed()
             for signal in [SIGINT, SIGTERM] { loop.removeSignalHandler(signal) }
         }
     }

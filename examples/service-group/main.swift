@@ -28,7 +28,7 @@ struct EchoService: Service {
         logger.info("echo server on 127.0.0.1:\(port) across \(loops.count) loops; send SIGTERM or press Ctrl-C to stop")
         try? await gracefulShutdown()
         for server in servers { server.close() }
-        for server in servers { await server.waitClosed() }
+        for server in servers { try await server.waitClosed() }
         logger.info("echo servers closed")
     }
 }

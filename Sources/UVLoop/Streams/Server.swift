@@ -33,7 +33,7 @@ public final class Server: Sendable {
         var connections: [ObjectIdentifier: StreamTransport] = [:]
         /// Handler tasks that have not returned yet.
         var runningHandlers = 0
-        var closeWaiters: [UnsafeContinuation<Void, Never>] = []
+        var closeWaiters = CloseWaiters()
 
         var isFinished: Bool { closing && openListeners == 0 && connections.isEmpty && runningHandlers == 0 }
     }
@@ -98,14 +98,20 @@ public final class Server: Sendable {
     /// Waits until `close()` was called, the listeners are closed, every accepted connection has
     /// closed and every handler has returned (asyncio 3.12's semantics: "all active connections
     /// have finished"). Returns at once when the loop is closed.
-    public func waitClosed() async {
-        try? await loop.onLoop {
-            try loop.checkLoopThread()
-            guard !state.value.isFinished else { return }
-            await withUnsafeContinuation { continuation in
-                guard (try? loop.checkLoopThread()) != nil else { return continuation.resume() }
-                state.value.closeWaiters.append(continuation)
+    /// - Throws: `CancellationError` when the waiting task is cancelled (the server is untouched:
+    ///   it goes on closing, or serving).
+    public func waitClosed() async throws {
+        let state = self.state
+        do {
+            try await loop.onLoop {
+                try await self.loop.waitUntilClosed(
+                    isClosed: { state.value.isFinished },
+                    register: { id, continuation in state.value.closeWaiters.add(id, continuation) },
+                    makeID: { state.value.closeWaiters.makeID() },
+                    cancel: { id in state.value.closeWaiters.cancel(id) })
             }
+        } catch EventLoopError.loopClosed {
+            // The loop's close closed the server and its connections.
         }
     }
 
@@ -139,9 +145,7 @@ public final class Server: Sendable {
 
     private func resumeWaitersIfDone() {
         guard state.value.isFinished, !state.value.closeWaiters.isEmpty else { return }
-        let waiters = state.value.closeWaiters
-        state.value.closeWaiters = []
-        for waiter in waiters { waiter.resume() }
+        state.value.closeWaiters.resumeAll()
     }
 
     private func accept(from listener: UVStream, status: Int32) {

@@ -77,7 +77,7 @@ final class StreamTransport: @unchecked Sendable {
     /// True once we asked for the close (close, abort, a fatal error); false when the loop's own
     /// `close()` closed the handle under us.
     @exclusivity(unchecked) var closeRequested = false
-    var closeWaiters: [UnsafeContinuation<Void, Never>] = []
+    var closeWaiters = CloseWaiters()
     /// Called once when the handle has closed (a server counts its connections with it).
     var onClosed: (() -> Void)?
 
@@ -288,21 +288,21 @@ final class StreamTransport: @unchecked Sendable {
         spare = nil
         inFlight = nil
         publishReadState()
-        let waiters = closeWaiters
-        closeWaiters = []
-        for waiter in waiters { waiter.resume() }
+        closeWaiters.resumeAll()
         let hook = onClosed
         onClosed = nil
         hook?()
     }
 
     /// Waits until the handle has closed. Loop thread.
-    func waitClosed() async {
-        guard (try? loop.checkLoopThread()) != nil, state != .closed else { return }
-        await withUnsafeContinuation { continuation in
-            guard (try? loop.checkLoopThread()) != nil else { return continuation.resume() }
-            closeWaiters.append(continuation)
-        }
+    /// - Throws: `CancellationError` when the waiting task is cancelled.
+    func waitClosed() async throws {
+        guard (try? loop.checkLoopThread()) != nil else { return }
+        try await loop.waitUntilClosed(
+            isClosed: { state == .closed },
+            register: { id, continuation in closeWaiters.add(id, continuation) },
+            makeID: { closeWaiters.makeID() },
+            cancel: { [self] id in closeWaiters.cancel(id) })
     }
 }
 

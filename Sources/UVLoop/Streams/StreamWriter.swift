@@ -123,8 +123,14 @@ public final class StreamWriter: Sendable {
     public var isClosing: Bool { transport.publishedWriteClosed.load(ordering: .relaxed) }
 
     /// Waits until the stream is closed (returns at once when the loop is closed).
-    public func waitClosed() async {
-        try? await transport.loop.onLoop { await transport.waitClosed() }
+    /// - Throws: `CancellationError` when the waiting task is cancelled (the stream is untouched).
+    public func waitClosed() async throws {
+        let transport = self.transport
+        do {
+            try await transport.loop.onLoop { try await transport.waitClosed() }
+        } catch EventLoopError.loopClosed {
+            // The loop's close closed the stream.
+        }
     }
 
     /// Sets the flow-control marks `drain()` uses (asyncio's `set_write_buffer_limits`): nil high

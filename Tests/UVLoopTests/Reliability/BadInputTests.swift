@@ -131,7 +131,7 @@ struct BadInputTests {
                 writer.close()
                 let outcome = await Self.error { try writer.write([1, 2, 3]) }
                 server.close()
-                await server.waitClosed()
+                try await server.waitClosed()
                 return outcome
             case .readAfterEOF:
                 let server = try await loop.startServer(host: "127.0.0.1", port: 0) { _, writer in writer.close() }
@@ -140,7 +140,7 @@ struct BadInputTests {
                 let again = try await reader.read()          // asyncio: b'' again, no error
                 writer.close()
                 server.close()
-                await server.waitClosed()
+                try await server.waitClosed()
                 return again.isEmpty && reader.atEOF ? "[] at EOF" : "data after EOF"
             case .attachClosedLoop:
                 let closed = try EventLoop()

@@ -64,7 +64,7 @@ struct FaultTests {
                 if reply != Array("still serving".utf8) { print("the server did not echo after the limit was lifted") }
                 writer.close()
                 server.close()
-                await server.waitClosed()
+                try await server.waitClosed()
             }
             try loop.close()
         }

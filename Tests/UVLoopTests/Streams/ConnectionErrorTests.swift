@@ -68,7 +68,7 @@ struct ConnectionErrorTests {
             // No new connections ...
             await #expect(throws: UVError.ECONNREFUSED) { try await loop.openConnection(host: "127.0.0.1", port: port) }
             // ... but the live one still works, and waitClosed waits for it.
-            let waited = loop.createTask { await server.waitClosed(); return true }
+            let waited = loop.createTask { try await server.waitClosed(); return true }
             try writer.write(Array("after\n".utf8))
             #expect(try await reader.readLine() == Array("after\n".utf8))
             try await Task.sleep(for: .milliseconds(50))
@@ -86,7 +86,7 @@ struct ConnectionErrorTests {
             while server.activeConnections < 5 { try await Task.sleep(for: .milliseconds(5)) }
             server.close()
             server.closeClients()
-            await server.waitClosed()
+            try await server.waitClosed()
             for (reader, _) in clients { #expect(try await reader.read() == []) }
             for (_, writer) in clients { writer.close() }
         }
@@ -106,7 +106,7 @@ struct ConnectionErrorTests {
             #expect(writer.isClosing)
             #expect(throws: StreamError.closed) { try writer.write([1]) }
             #expect(throws: StreamError.closed) { try writer.write("text") }
-            await writer.waitClosed()
+            try await writer.waitClosed()
             #expect(throws: StreamError.closed) { try writer.write([1]) }
             try await writer.drain()   // nothing buffered, closed cleanly: returns
             server.close()

@@ -24,9 +24,9 @@ struct EchoTests {
             try writer.write(Array("hello\n".utf8))
             let line = try await reader.readLine()
             writer.close()
-            await writer.waitClosed()
+            try await writer.waitClosed()
             server.close()
-            await server.waitClosed()
+            try await server.waitClosed()
             return (line, server.port, writer.peerAddress)
         }
         #expect(reply == Array("hello\n".utf8))
@@ -53,7 +53,7 @@ struct EchoTests {
             _ = try await reader.readLine()
             writer.close()
             server.close()
-            await server.waitClosed()
+            try await server.waitClosed()
             return checks.value
         }
         #expect(checks == [true, true, true, true])
@@ -79,7 +79,7 @@ struct EchoTests {
                         let rest = try await reader.read()
                         ok = ok && rest.isEmpty
                         writer.close()
-                        await writer.waitClosed()
+                        try await writer.waitClosed()
                         return ok
                     }
                 }
@@ -89,7 +89,7 @@ struct EchoTests {
             }
             #expect(server.activeConnections == 0)
             server.close()
-            await server.waitClosed()
+            try await server.waitClosed()
             return outcome
         }
         #expect(results.count == 100)
@@ -250,11 +250,11 @@ struct EchoTests {
                 let all = try await reader.read()
                 #expect(reader.atEOF)
                 writer.close()
-                await writer.waitClosed()
+                try await writer.waitClosed()
                 return all
             }.value
             server.close()
-            await server.waitClosed()
+            try await server.waitClosed()
             return reply
         }
         #expect(reply == patternBytes(100_000))
@@ -293,7 +293,7 @@ struct StreamAddressTests {
                 writer.close()
             }
             server.close()
-            await server.waitClosed()
+            try await server.waitClosed()
             return (server.addresses.map(\.family), replies)
         }
         #expect(families.contains(.ipv4))

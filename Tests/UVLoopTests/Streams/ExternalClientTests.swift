@@ -40,7 +40,7 @@ struct ExternalClientTests {
             // The client blocks in its own process; the loop keeps serving meanwhile.
             let result = try await loop.runInExecutor { try runProgram(python, ["-c", Self.pythonClient, String(port)]) }
             server.close()
-            await server.waitClosed()
+            try await server.waitClosed()
             return result
         }
         #expect(output.status == 0)
@@ -69,7 +69,7 @@ struct ExternalClientTests {
             }
             server.close()
             server.closeClients()
-            await server.waitClosed()
+            try await server.waitClosed()
             return result
         }
         #expect(output.status == 0)

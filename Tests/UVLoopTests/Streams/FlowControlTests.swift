@@ -42,7 +42,7 @@ struct FlowControlTests {
             try await sender.value
             writer.close()
             server.close()
-            await server.waitClosed()
+            try await server.waitClosed()
             return (received, maxBuffered.value)
         }
         #expect(received.count == Self.sixteenMiB)
@@ -111,7 +111,7 @@ struct FlowControlTests {
             let reply = try await reader.read()
             #expect(reader.atEOF)
             writer.close()
-            await writer.waitClosed()
+            try await writer.waitClosed()
             server.close()
             return String(decoding: reply, as: UTF8.self)
         }

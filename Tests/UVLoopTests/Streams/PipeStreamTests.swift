@@ -55,7 +55,7 @@ struct PipeStreamTests {
                     offset = end
                 }
                 writer.close()
-                await writer.waitClosed()
+                try await writer.waitClosed()
             }
             let all = try await reader.read()
             try await sender.value
@@ -81,7 +81,7 @@ struct PipeStreamTests {
                 if line.isEmpty { break }
                 lines.append(String(decoding: line, as: UTF8.self))
             }
-            await writer.waitClosed()
+            try await writer.waitClosed()
             return lines
         }
         #expect(lines == ["one\n", "two\n", "three"])
@@ -96,7 +96,7 @@ struct PipeStreamTests {
             let writer = try StreamWriter(loop: loop, pipe: writeEnd)
             #expect(throws: UVError.EPIPE) { try writer.write([1, 2, 3]) }
             await #expect(throws: UVError.EPIPE) { try await writer.drain() }
-            await writer.waitClosed()
+            try await writer.waitClosed()
         }
     }
 

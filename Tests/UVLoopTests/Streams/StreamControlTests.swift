@@ -173,3 +173,38 @@ struct WriteLinesTests {
         #expect(received == chunks.flatMap { $0 } + Array("end\n".utf8))
     }
 }
+
+@Suite("Streams: cancellable waitClosed")
+struct CancellableWaitClosedTests {
+    @Test(.timeLimit(.minutes(1))) func cancellingAWaitEndsItAndLeavesTheServerAndTheStreamAlone() throws {
+        let outcome = try onFreshLoop { loop -> [String] in
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
+                if let line = try? await reader.readLine() { try? writer.write(line) }
+                writer.close()
+            }
+            let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            var outcome: [String] = []
+            for waiting in [loop.createTask { try await server.waitClosed() },
+                            loop.createTask { try await writer.waitClosed() }] {
+                try await loop.sleep(0.02)
+                waiting.cancel()
+                do {
+                    try await waiting.value
+                    outcome.append("returned")
+                } catch is CancellationError {
+                    outcome.append("cancelled")
+                }
+            }
+            // Both still work: the connection echoes, then the server closes as asked.
+            try writer.write("still here\n")
+            outcome.append(String(decoding: try await reader.readLine(), as: UTF8.self))
+            writer.close()
+            try await writer.waitClosed()
+            server.close()
+            try await server.waitClosed()
+            outcome.append("closed")
+            return outcome
+        }
+        #expect(outcome == ["cancelled", "cancelled", "still here\n", "closed"])
+    }
+}

@@ -18,7 +18,7 @@ struct UnixSocketTests {
             writer.close()
             let existed = FileManager.default.fileExists(atPath: path)
             server.close()
-            await server.waitClosed()
+            try await server.waitClosed()
             return (reply, existed)
         }
         #expect(reply == patternBytes(200_000))
@@ -87,7 +87,7 @@ struct UnixSocketTests {
             let (_, writer) = try await loop.openUnixConnection(path: longest)
             writer.close()
             server.close()
-            await server.waitClosed()
+            try await server.waitClosed()
             await #expect(throws: UVError.EINVAL) { try await loop.startUnixServer(path: "", echo) }
             await #expect(throws: UVError.ENOENT) { try await loop.openUnixConnection(path: directory + "/nobody.sock") }
         }
