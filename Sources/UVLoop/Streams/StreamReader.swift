@@ -90,6 +90,29 @@ public final class StreamReader: Sendable, AsyncSequence {
             : transport.publishedAtEOF.load(ordering: .relaxed)
     }
 
+    /// Stops reading from the connection or pipe until `resumeReading()` (asyncio's
+    /// `transport.pause_reading()`): the peer's bytes wait in the kernel, and then the peer, so a
+    /// slow consumer pushes back. Bytes already buffered stay readable; a read that needs more
+    /// waits for the resume. Callable from any thread (it takes effect on the loop's thread).
+    public func pauseReading() {
+        let transport = self.transport
+        transport.loop.execute { transport.pauseReadingByUser() }
+    }
+
+    /// Reads again after `pauseReading()` (asyncio's `transport.resume_reading()`); nothing
+    /// otherwise. Callable from any thread.
+    public func resumeReading() {
+        let transport = self.transport
+        transport.loop.execute { transport.resumeReadingByUser() }
+    }
+
+    /// How many received bytes wait to be read. Exact on the loop's thread; from another thread,
+    /// the figure the loop last published.
+    public var bufferedByteCount: Int {
+        transport.loop.inLoopThread ? transport.received.count
+            : transport.publishedBufferedCount.load(ordering: .relaxed)
+    }
+
     /// Closes the underlying transport (for a connection, the same as its writer's `close()`).
     /// Buffered bytes stay readable; then reads return [] (EOF). Callable from any thread.
     public func close() {

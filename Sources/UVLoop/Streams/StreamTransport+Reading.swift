@@ -13,8 +13,10 @@ extension StreamTransport {
             }
             continuation.resume(returning: Self.copy(UnsafeRawBufferPointer(rebasing: bytes[..<maxBytes])))
             received.append(UnsafeRawBufferPointer(rebasing: bytes[maxBytes...]))
+            publishedBufferedCount.store(received.count, ordering: .relaxed)
         } else {
             received.append(bytes)
+            publishedBufferedCount.store(received.count, ordering: .relaxed)
             wakeReader()
         }
         if !readingPaused && received.count > 2 * limit {
@@ -76,12 +78,28 @@ extension StreamTransport {
     func resumeReadingIfDrained() {
         if readingPaused && received.count <= limit {
             readingPaused = false
-            if state == .open && !eof { try? stream.startReading() }
+            if state == .open && !eof && !pausedByUser { try? stream.startReading() }
         }
     }
 
     func publishReadState() {
         publishedAtEOF.store(eof && received.isEmpty, ordering: .relaxed)
+        publishedBufferedCount.store(received.count, ordering: .relaxed)
+    }
+
+    /// `pauseReading()`: stop reading until `resumeReading()`, whatever is buffered (asyncio's
+    /// `transport.pause_reading()`); buffered bytes stay readable.
+    func pauseReadingByUser() {
+        guard state == .open, !pausedByUser else { return }
+        pausedByUser = true
+        stream.stopReading()
+    }
+
+    /// `resumeReading()`: read again, unless flow control keeps reading paused.
+    func resumeReadingByUser() {
+        guard pausedByUser else { return }
+        pausedByUser = false
+        if state == .open && !eof && !readingPaused { try? stream.startReading() }
     }
 
     // MARK: Waiting
@@ -97,7 +115,7 @@ extension StreamTransport {
         try checkNoOtherReader()
         if readingPaused {
             readingPaused = false
-            if state == .open { try? stream.startReading() }
+            if state == .open && !pausedByUser { try? stream.startReading() }
         }
         let id = makeWaiterID()
         try await suspend { (continuation: UnsafeContinuation<Void, any Error>) in

@@ -91,6 +91,8 @@ final class StreamTransport: @unchecked Sendable {
     @exclusivity(unchecked) var readWaiterID: UInt64 = 0
     /// True while reading is stopped because too much is buffered.
     @exclusivity(unchecked) var readingPaused = false
+    /// True between `pauseReading()` and `resumeReading()`: nothing is read whatever the buffer.
+    @exclusivity(unchecked) var pausedByUser = false
     /// Set when `readUntil` (`readLine`, `lines`) gave up on a record longer than the limit before
     /// its separator had arrived: every later read first discards through that separator, so the
     /// reader is at the next record whatever was buffered when the overrun was seen.
@@ -131,6 +133,7 @@ final class StreamTransport: @unchecked Sendable {
 
     /// Mirrors of loop-thread state for the faces' synchronous getters on other threads.
     let publishedAtEOF = Atomic<Bool>(false)
+    let publishedBufferedCount = Atomic<Int>(0)
     let publishedWriteClosed = Atomic<Bool>(false)
 
     /// Wraps `stream` (connected, or an open pipe). Call `start` next. Loop thread.

@@ -208,3 +208,44 @@ struct CancellableWaitClosedTests {
         #expect(outcome == ["cancelled", "cancelled", "still here\n", "closed"])
     }
 }
+
+@Suite("Streams: pauseReading and resumeReading")
+struct PauseReadingTests {
+    @Test(.timeLimit(.minutes(1))) func aPausedReaderReadsNothingMoreAndTheSenderFeelsItThenAllArrives() throws {
+        let total = 4 << 20   // far more than the socket buffers hold
+        let (whilePaused, sent, received) = try onFreshLoop { loop -> ([Int], Int, Int) in
+            let sentCount = LockedValue(0)
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
+                // Floods only once the client says go (after it paused).
+                guard (try? await reader.readLine()) != nil else { return writer.close() }
+                let block = [UInt8](repeating: 7, count: 64 * 1024)
+                for _ in 0..<(total / block.count) {
+                    guard (try? writer.write(block)) != nil, (try? await writer.drain()) != nil else { break }
+                    sentCount.withLock { $0 += block.count }
+                }
+                writer.close()
+            }
+            defer { server.close() }
+            let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: server.port)
+            reader.pauseReading()
+            try writer.write("go\n")
+            try await loop.sleep(0.1)
+            var samples: [Int] = []
+            for _ in 0..<3 {
+                samples.append(reader.bufferedByteCount)
+                try await loop.sleep(0.05)
+            }
+            let sentWhilePaused = sentCount.withLock { $0 }
+            reader.resumeReading()
+            let rest = try await reader.read()
+            writer.close()
+            return (samples, sentWhilePaused, rest.count)
+        }
+        #expect(Set(whilePaused).count == 1, "nothing was read while paused: \(whilePaused)")
+        // Nothing at all: paused before the first byte; flow control alone would have let it
+        // grow past twice the limit (128 KiB) before stopping.
+        #expect(whilePaused.allSatisfy { $0 == 0 }, "\(whilePaused)")
+        #expect(sent < total, "the sender was held back (\(sent) of \(total) bytes sent while paused)")
+        #expect(received == total)
+    }
+}
