@@ -80,21 +80,21 @@ struct HealthTests {
         let loop = try EventLoop(logger: log.logger)
         defer { try? loop.close() }
         #expect(loop.stallThreshold == nil)
-        loop.stallThreshold = 0.05
-        #expect(loop.stallThreshold == 0.05)
-        // Two stalls of 300 ms, separated by a responsive moment.
-        loop.callLater(0.05) { usleep(300_000) }
-        loop.callLater(0.5) { usleep(300_000) }
-        loop.callLater(1.0) { loop.stop() }
+        loop.stallThreshold = 0.1
+        #expect(loop.stallThreshold == 0.1)
+        // Two stalls of 400 ms, separated by a responsive moment.
+        loop.callLater(0.05) { usleep(400_000) }
+        loop.callLater(0.6) { usleep(400_000) }
+        loop.callLater(1.2) { loop.stop() }
         try loop.runForever()
         let warnings = log.messages.filter { $0.contains("Event loop blocked for") }
-        #expect(warnings.count == 2, "\(log.messages)")
-        #expect(loop.statistics.stalls == 2)
-        // The length is in the message: at least the threshold.
-        if let first = warnings.first,
-           let seconds = first.split(separator: " ").compactMap({ Double($0) }).first {
-            #expect(seconds >= 0.05)
-        }
+        // Each 400 ms stall is logged once (a watchdog that logged on every check would log about
+        // four times each); a loaded machine may add one short stall of its own (the loop's thread
+        // descheduled past the threshold). The length, at least the threshold, is in each message.
+        let lengths = warnings.compactMap { $0.split(separator: " ").compactMap({ Double($0) }).first }
+        #expect((2...3).contains(warnings.count), "\(log.messages)")
+        #expect(lengths.count == warnings.count && lengths.allSatisfy { $0 >= 0.1 }, "\(log.messages)")
+        #expect(loop.statistics.stalls == warnings.count)
         loop.stallThreshold = nil
         #expect(loop.stallThreshold == nil)
     }
