@@ -13,8 +13,12 @@ struct ExampleTests {
         init(_ name: String, _ arguments: [String] = []) throws {
             outputURL = FileManager.default.temporaryDirectory
                 .appendingPathComponent("uvloop-example-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log")
-            _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
-            let output = try FileHandle(forWritingTo: outputURL)
+            // Close-on-exec (Foundation's FileHandle(forWritingTo:) is not): the example gets it
+            // through Process's dup2, and no other child this test process starts meanwhile
+            // (an exit test counting its descriptors) inherits it.
+            let fd = open(outputURL.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw ExampleError.timeout("open \(outputURL.path)", "") }
+            let output = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
             process.executableURL = productURL(name)
             process.arguments = arguments
             process.standardOutput = output
