@@ -153,13 +153,7 @@ extension EventLoop {
     /// UVLoop's own short blocking calls (spawning), which must not queue behind the user's work.
     /// - Throws: `EventLoopError.loopClosed` on a closed loop.
     func builtInExecutor() throws -> ThreadPoolExecutor {
-        try executors.withLock { executors in
-            if isClosed { throw EventLoopError.loopClosed }
-            if let builtIn = executors.builtIn { return builtIn }
-            let created = try ThreadPoolExecutor(maxWorkers: ThreadPoolExecutor.defaultWorkerCount)
-            executors.builtIn = created
-            return created
-        }
+        try executors.withLock { try builtIn(&$0) }
     }
 
     /// The executor `runInExecutor(nil, ...)` uses: the one set, else the built-in pool (created
@@ -168,12 +162,17 @@ extension EventLoop {
     func defaultExecutor() throws -> ThreadPoolExecutor {
         try executors.withLock { executors in
             if let chosen = executors.chosen { return chosen }
-            if isClosed { throw EventLoopError.loopClosed }
-            if let builtIn = executors.builtIn { return builtIn }
-            let created = try ThreadPoolExecutor(maxWorkers: ThreadPoolExecutor.defaultWorkerCount)
-            executors.builtIn = created
-            return created
+            return try builtIn(&executors)
         }
+    }
+
+    /// The built-in pool, created on first use. Under `executors`' lock.
+    private func builtIn(_ executors: inout LoopExecutors) throws -> ThreadPoolExecutor {
+        if isClosed { throw EventLoopError.loopClosed }
+        if let builtIn = executors.builtIn { return builtIn }
+        let created = try ThreadPoolExecutor(maxWorkers: ThreadPoolExecutor.defaultWorkerCount)
+        executors.builtIn = created
+        return created
     }
 }
 

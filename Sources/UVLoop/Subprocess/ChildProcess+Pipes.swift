@@ -40,6 +40,22 @@ extension ChildProcess {
         owned.stderr?.close()
     }
 
+    /// Writes `input` to a child's standard input, ends it (a pipe is closed, a terminal gets its
+    /// end-of-file character) and closes the writer. A child that stopped reading, or left its
+    /// terminal, is not an error (EPIPE, ECONNRESET, EIO: asyncio ignores them too).
+    /// - Throws: the writer's other errors.
+    static func feed(_ stdin: StreamWriter, _ input: [UInt8]) async throws {
+        defer { stdin.close() }
+        do {
+            if !input.isEmpty {
+                try stdin.write(input)
+                try await stdin.drain()
+            }
+            try stdin.writeEOF()
+        } catch let error as UVError where error == .EPIPE || error == .ECONNRESET || error == .EIO {
+        }
+    }
+
     /// Sends `input` to the child's stdin (then ends it: a pipe is closed, a `.pty` gets the
     /// terminal's end-of-file character), reads stdout and stderr to their ends,
     /// and waits for the exit (asyncio's `communicate`). Streams that are not pipes give `[]`.
@@ -52,19 +68,7 @@ extension ChildProcess {
         let (stdin, stdout, stderr) = pipes.withLock { ($0.stdin, $0.stdout, $0.stderr) }
         async let output = stdout?.read() ?? []
         async let errors = stderr?.read() ?? []
-        if let stdin {
-            do {
-                if let input, !input.isEmpty {
-                    try stdin.write(input)
-                    try await stdin.drain()
-                }
-                // A pipe's write end closes; a terminal gets its end-of-file character first.
-                try stdin.writeEOF()
-            } catch let error as UVError where error == .EPIPE || error == .ECONNRESET || error == .EIO {
-                // The child stopped reading (or left its terminal): asyncio ignores this too.
-            }
-            stdin.close()
-        }
+        if let stdin { try await Self.feed(stdin, input ?? []) }
         let result = (stdout: try await output, stderr: try await errors)
         _ = try await wait()
         return result

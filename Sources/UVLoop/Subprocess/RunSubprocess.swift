@@ -171,7 +171,10 @@ private enum SubprocessRun {
         let stdoutTask = Task(executorPreference: executor) { if let reader = readers.0 { await outputs.0.drain(reader) } }
         let stderrTask = Task(executorPreference: executor) { if let reader = readers.1 { await outputs.1.drain(reader) } }
         let writer = child.stdin
-        let feeder = Task(executorPreference: executor) { if let writer { await feed(writer, input ?? []) } }
+        let feeder = Task(executorPreference: executor) {
+            // Other write errors show in the exit status and the outputs.
+            if let writer { try? await ChildProcess.feed(writer, input ?? []) }
+        }
         let outputsClosed = LoopEvent()
         let decided = LoopEvent()
         let outcome = LockedValue<Outcome?>(nil)
@@ -226,20 +229,5 @@ private enum SubprocessRun {
         case .cancelled:
             throw CancellationError()
         }
-    }
-
-    /// Writes `input` and ends the child's standard input; a child that stops reading is not an
-    /// error (EPIPE, as in `communicate`).
-    private static func feed(_ writer: StreamWriter, _ input: [UInt8]) async {
-        do {
-            if !input.isEmpty {
-                try writer.write(input)
-                try await writer.drain()
-            }
-        } catch {
-            // EPIPE/ECONNRESET: the child exited or closed its input; nothing else can fail here
-            // that the outputs and the exit status would not show.
-        }
-        writer.close()
     }
 }

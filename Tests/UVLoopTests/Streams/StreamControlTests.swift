@@ -2,32 +2,6 @@ import Foundation
 import Testing
 @testable import UVLoop
 
-/// A pipe whose write end a plain thread feeds with `chunks`, a little apart (separate reads),
-/// then closes.
-private struct Feed {
-    let output: Int32
-    let join: @Sendable () -> Void
-
-    init(_ chunks: [[UInt8]]) {
-        var fds: [Int32] = [0, 0]
-        precondition(pipe(&fds) == 0)
-        let input = fds[1]
-        output = fds[0]
-        join = startThread {
-            for chunk in chunks {
-                var offset = 0
-                while offset < chunk.count {
-                    let written = chunk.withUnsafeBytes { write(input, $0.baseAddress! + offset, chunk.count - offset) }
-                    if written <= 0 { break }
-                    offset += written
-                }
-                usleep(3_000)
-            }
-            close(input)
-        }
-    }
-}
-
 private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 /// Hardened stream controls (issue 13): NUL bytes in host names, pipes of the program's own,
@@ -99,7 +73,7 @@ struct StreamControlTests {
         var chunks = [bytes(String(repeating: "x", count: 40) + ";ok;")]
         chunks += stride(from: 0, to: long.count, by: 700).map { Array(long[$0..<min($0 + 700, long.count)]) }
         chunks += [bytes(";next;"), bytes("tail")]
-        let feed = Feed(chunks)
+        let feed = FedPipe(chunks)
         defer { feed.join() }
         let results = try onFreshLoop { loop -> [String] in
             let reader = try StreamReader(loop: loop, pipe: feed.output, limit: 16)
@@ -119,7 +93,7 @@ struct StreamControlTests {
 
     @Test(.timeLimit(.minutes(1))) func aSeparatorSplitAcrossReadsEndsTheSkip() throws {
         // "\r\n" records; the over-long one's "\r" and "\n" arrive in different reads.
-        let feed = Feed([bytes(String(repeating: "z", count: 100) + "\r"), bytes("\nfine\r\n")])
+        let feed = FedPipe([bytes(String(repeating: "z", count: 100) + "\r"), bytes("\nfine\r\n")])
         defer { feed.join() }
         let results = try onFreshLoop { loop -> [String] in
             let reader = try StreamReader(loop: loop, pipe: feed.output, limit: 16)
@@ -137,7 +111,7 @@ struct StreamControlTests {
         let huge = [UInt8](repeating: UInt8(ascii: "h"), count: 300_000)
         var chunks = stride(from: 0, to: huge.count, by: 65_536).map { Array(huge[$0..<min($0 + 65_536, huge.count)]) }
         chunks += [bytes("\nQUIT\n"), bytes(String(repeating: "w", count: 2_000)), bytes("\nafter")]
-        let feed = Feed(chunks)
+        let feed = FedPipe(chunks)
         defer { feed.join() }
         let results = try onFreshLoop { loop -> [String] in
             let reader = try StreamReader(loop: loop, pipe: feed.output, limit: 1024)

@@ -58,3 +58,31 @@ func runProgram(_ path: String, _ arguments: [String]) throws -> (status: Int32,
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
+
+/// A pipe whose write end a plain thread feeds with `chunks` (each a separate write, a little
+/// apart, so they arrive as separate reads), then closes; the read end is for a `StreamReader`.
+struct FedPipe {
+    let output: Int32
+    let join: @Sendable () -> Void
+
+    init(_ chunks: [[UInt8]]) {
+        var fds: [Int32] = [0, 0]
+        precondition(pipe(&fds) == 0)
+        let input = fds[1]
+        output = fds[0]
+        join = startThread {
+            for chunk in chunks {
+                var offset = 0
+                while offset < chunk.count {
+                    let written = chunk.withUnsafeBytes { write(input, $0.baseAddress! + offset, chunk.count - offset) }
+                    if written <= 0 { break }
+                    offset += written
+                }
+                usleep(2_000)
+            }
+            close(input)
+        }
+    }
+
+    init(_ text: String...) { self.init(text.map { Array($0.utf8) }) }
+}

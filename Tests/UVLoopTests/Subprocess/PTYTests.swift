@@ -9,16 +9,6 @@ import Testing
 extension ProcessWide {
 @Suite("Subprocess: pseudo-terminals")
 struct PTYTests {
-    @discardableResult
-    func onLoop<T: Sendable>(watcher: (any ChildWatcher)? = nil, _ body: sending @escaping () async throws -> T) throws -> T {
-        setEventLoopPolicy(nil)
-        if let watcher { setChildWatcher(watcher) }
-        defer { setEventLoopPolicy(nil) }
-        let loop = try EventLoop()
-        defer { try? loop.close() }
-        return try loop.runUntilComplete(body)
-    }
-
     /// Everything `reader` yields until end of file, as lines ("\r\n" from the terminal stripped).
     func allLines(_ reader: StreamReader) async throws -> [String] {
         var lines: [String] = []
@@ -39,7 +29,7 @@ struct PTYTests {
         """
 
     @Test(.timeLimit(.minutes(1))) func theTerminalIsTheChildsControllingTerminal() throws {
-        let (lines, code, termination, leads, stderrIsNil) = try onLoop { () async throws -> ([String], Int32, Termination?, Bool, Bool) in
+        let (lines, code, termination, leads, stderrIsNil) = try onPolicyLoop { () async throws -> ([String], Int32, Termination?, Bool, Bool) in
             let child = try await createSubprocessExec("python3", ["-c", Self.probe], stdin: .pty, stdout: .pty, stderr: .pty)
             let lines = try await allLines(child.stdout!)
             let code = try await child.wait()
@@ -62,7 +52,7 @@ struct PTYTests {
             print("ready", flush=True)
             signal.pause()
             """
-        let lines = try onLoop { () async throws -> [String] in
+        let lines = try onPolicyLoop { () async throws -> [String] in
             let child = try await createSubprocessExec("python3", ["-c", script], stdout: .pty)
             var lines: [String] = []
             var iterator = child.stdout!.lines.makeAsyncIterator()
@@ -77,7 +67,7 @@ struct PTYTests {
     }
 
     @Test(.timeLimit(.minutes(1))) func typedInputReachesTheChildAndWriteEOFEndsIt() throws {
-        let (whole, partial, viaCommunicate) = try onLoop { () async throws -> ([String], [String], String) in
+        let (whole, partial, viaCommunicate) = try onPolicyLoop { () async throws -> ([String], [String], String) in
             // A whole line, then ^D: the terminal echoes the line, cat prints it, cat sees EOF.
             let cat = try await createSubprocessExec("cat", stdin: .pty, stdout: .pty)
             try cat.stdin!.write("hello\n")
@@ -103,7 +93,7 @@ struct PTYTests {
     @Test(.timeLimit(.minutes(1))) func theEndOfALargeOutputIsNotLostAndTheStatusIsKept() throws {
         // 400 KB through the terminal (far more than its buffer), then an exit with 3: every
         // byte arrives, EIO ends the stream as end of file, the status is the child's.
-        let (output, code) = try onLoop { () async throws -> ([UInt8], Int32) in
+        let (output, code) = try onPolicyLoop { () async throws -> ([UInt8], Int32) in
             let child = try await createSubprocessExec(
                 "python3", ["-c", "import sys,os; os.write(1, b'x' * 399999 + b'!'); sys.exit(3)"], stdout: .pty)
             let output = try await child.stdout!.read()
@@ -114,7 +104,7 @@ struct PTYTests {
     }
 
     @Test(.timeLimit(.minutes(1))) func onlyStderrOnTheTerminalAndStdoutOnAPipe() throws {
-        let (out, err) = try onLoop { () async throws -> (String, String) in
+        let (out, err) = try onPolicyLoop { () async throws -> (String, String) in
             let child = try await createSubprocessShell("test -t 2 && echo stderr-is-tty; test -t 1 || echo out; echo err >&2",
                                                         stdout: .pipe, stderr: .pty)
             let (out, err) = try await child.communicate()
@@ -125,19 +115,14 @@ struct PTYTests {
     }
 
     @Test(.timeLimit(.minutes(1))) func terminateReachesTheTerminalsWholeSession() throws {
-        let (code, grandchildGone) = try onLoop { () async throws -> (Int32, Bool) in
+        let (code, grandchildGone) = try onPolicyLoop { () async throws -> (Int32, Bool) in
             let child = try await createSubprocessShell("trap '' TERM; sleep 30 & echo $!; wait", stdout: .pty)
             var lines = child.stdout!.lines.makeAsyncIterator()
             let line = try await lines.next() ?? ""
             let grandchild = pid_t(line) ?? 0
             let code = try await child.terminate(gracePeriod: 0.1)
             _ = try await child.stdout!.read()
-            var gone = false
-            for _ in 0..<200 where !gone {
-                gone = kill(grandchild, 0) != 0 || (try? String(contentsOfFile: "/proc/\(grandchild)/stat", encoding: .utf8))?.contains(") Z") == true
-                if !gone { usleep(10_000) }
-            }
-            return (code, grandchild > 0 && gone)
+            return (code, processHasEnded(grandchild))
         }
         #expect(code == -SIGKILL)
         #expect(grandchildGone)
@@ -146,7 +131,7 @@ struct PTYTests {
     // MARK: Bad input
 
     @Test(.timeLimit(.minutes(1))) func setTerminalSizeOnAPipeChildIsENOTTYAndBadSizesAreRefused() throws {
-        try onLoop { () async throws in
+        try onPolicyLoop { () async throws in
             let piped = try await createSubprocessExec("cat", stdin: .pipe, stdout: .pipe)
             #expect(throws: UVError.ENOTTY) { try piped.setTerminalSize(rows: 24, columns: 80) }
             let _ = try await piped.communicate()
@@ -160,7 +145,7 @@ struct PTYTests {
     }
 
     @Test(.timeLimit(.minutes(1))) func aPtyWithAProcessGroupIsRefusedBeforeAnythingStarts() throws {
-        try onLoop { () async throws in
+        try onPolicyLoop { () async throws in
             await #expect(throws: UVError.EINVAL) {
                 _ = try await createSubprocessExec("true", stdout: .pty, processGroup: 0)
             }
@@ -168,7 +153,7 @@ struct PTYTests {
     }
 
     @Test(.timeLimit(.minutes(1))) func theLibuvWatcherRefusesAPtyWithENOTSUP() throws {
-        try onLoop(watcher: LibuvChildWatcher()) { () async throws in
+        try onPolicyLoop(watcher: LibuvChildWatcher()) { () async throws in
             await #expect(throws: UVError.ENOTSUP) {
                 _ = try await createSubprocessExec("true", stdin: .pty, stdout: .pty)
             }

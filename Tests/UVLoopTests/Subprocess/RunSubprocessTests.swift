@@ -2,18 +2,6 @@ import Foundation
 import Testing
 @testable import UVLoop
 
-/// True once `pid` no longer runs (gone, or a zombie nobody reaped yet); waits up to 2 s.
-private func hasEnded(_ pid: pid_t) -> Bool {
-    guard pid > 0 else { return false }
-    for _ in 0..<200 {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return true }
-        if stat[stat.index(close, offsetBy: 2)] == "Z" { return true }
-        usleep(10_000)
-    }
-    return false
-}
-
 /// The first line of `bytes` as a pid.
 private func firstPid(_ bytes: [UInt8]) -> pid_t {
     pid_t(String(decoding: bytes, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "") ?? -1
@@ -29,18 +17,8 @@ private func refused(_ body: () async throws -> CompletedProcess) async -> Bool 
 extension ProcessWide {
 @Suite("Subprocess: runSubprocess")
 struct RunSubprocessTests {
-    @discardableResult
-    func onLoop<T: Sendable>(watcher: (any ChildWatcher)? = nil, _ body: sending @escaping () async throws -> T) throws -> T {
-        setEventLoopPolicy(nil)
-        if let watcher { setChildWatcher(watcher) }
-        defer { setEventLoopPolicy(nil) }
-        let loop = try EventLoop()
-        defer { try? loop.close() }
-        return try loop.runUntilComplete(body)
-    }
-
     @Test(.timeLimit(.minutes(1))) func capturesBothOutputsAndTheStatus() throws {
-        let completed = try onLoop {
+        let completed = try onPolicyLoop {
             try await runSubprocessShell("echo out; echo err >&2; exit 3")
         }
         #expect(completed.stdout == Array("out\n".utf8) && completed.stderr == Array("err\n".utf8))
@@ -50,7 +28,7 @@ struct RunSubprocessTests {
 
     @Test(.timeLimit(.minutes(1))) func inputIsFedAndWithoutItStdinIsDevNull() throws {
         let big = (0..<1_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
-        let (echoed, noInput) = try onLoop { () async throws -> (CompletedProcess, CompletedProcess) in
+        let (echoed, noInput) = try onPolicyLoop { () async throws -> (CompletedProcess, CompletedProcess) in
             (try await runSubprocessExec("cat", input: big),
              try await runSubprocessShell("cat; readlink /proc/self/fd/0 >&2"))
         }
@@ -59,19 +37,19 @@ struct RunSubprocessTests {
     }
 
     @Test(.timeLimit(.minutes(1))) func capsKeepDrainingSoTheChildNeverBlocks() throws {
-        let completed = try onLoop {
+        let completed = try onPolicyLoop {
             try await runSubprocessShell("head -c 2000000 /dev/zero; head -c 1000000 /dev/zero >&2; echo done >&2",
                                          maxOutput: 1000)
         }
         #expect(completed.returnCode == 0)
         #expect(completed.stdout.count == 1000 && completed.stdoutTruncated)
         #expect(completed.stderr.count == 1000 && completed.stderrTruncated)
-        let uncapped = try onLoop { try await runSubprocessShell("printf 12345", maxOutput: 5) }
+        let uncapped = try onPolicyLoop { try await runSubprocessShell("printf 12345", maxOutput: 5) }
         #expect(uncapped.stdout == Array("12345".utf8) && !uncapped.stdoutTruncated)
     }
 
     @Test(.timeLimit(.minutes(1))) func aTimeoutTearsTheGroupDownAndReapsBeforeThrowing() throws {
-        let (timedOut, elapsed) = try onLoop { () async throws -> (CompletedProcess?, Double) in
+        let (timedOut, elapsed) = try onPolicyLoop { () async throws -> (CompletedProcess?, Double) in
             let start = Date()
             do {
                 _ = try await runSubprocessShell("sleep 30 & echo $!; echo started >&2; wait", timeout: 0.3)
@@ -83,7 +61,7 @@ struct RunSubprocessTests {
         let completed = try #require(timedOut)
         #expect(completed.termination == .signaled(SIGTERM, coreDumped: false))
         #expect(completed.stderr == Array("started\n".utf8))
-        #expect(hasEnded(firstPid(completed.stdout)), "the sleep in the shell's group ends too")
+        #expect(processHasEnded(firstPid(completed.stdout)), "the sleep in the shell's group ends too")
         #expect(kill(completed.pid, 0) != 0, "the shell is reaped before the call throws")
         #expect(elapsed >= 0.3 && elapsed < 5)
     }
@@ -91,7 +69,7 @@ struct RunSubprocessTests {
     @Test(.timeLimit(.minutes(1))) func membersThatOutliveTheLeaderAreKilledAtTheEndOfTheGrace() throws {
         // The shell dies of the SIGTERM; its child ignores SIGTERM and holds the outputs. A pin
         // keeps the group reachable after the shell's reap: SIGKILL still gets the child.
-        let (completed, elapsed) = try onLoop { () async throws -> (CompletedProcess?, Double) in
+        let (completed, elapsed) = try onPolicyLoop { () async throws -> (CompletedProcess?, Double) in
             let start = Date()
             do {
                 _ = try await runSubprocessShell("(trap '' TERM; exec sleep 30) & echo $!; wait",
@@ -103,12 +81,12 @@ struct RunSubprocessTests {
         }
         let torn = try #require(completed)
         #expect(torn.termination == .signaled(SIGTERM, coreDumped: false), "the shell obeyed SIGTERM")
-        #expect(hasEnded(firstPid(torn.stdout)), "the straggler that ignored SIGTERM was killed")
+        #expect(processHasEnded(firstPid(torn.stdout)), "the straggler that ignored SIGTERM was killed")
         #expect(elapsed >= 0.6 && elapsed < 5, "the grace was given to it (\(elapsed) s)")
     }
 
     @Test(.timeLimit(.minutes(1))) func aGroupThatEndsOnSIGTERMIsNotKeptWaitingForTheGrace() throws {
-        let elapsed = try onLoop { () async throws -> Double in
+        let elapsed = try onPolicyLoop { () async throws -> Double in
             let start = Date()
             do { _ = try await runSubprocessShell("sleep 30 & wait", timeout: 0.1, gracePeriod: 20) } catch SubprocessError.timedOut {}
             return Date().timeIntervalSince(start)
@@ -119,7 +97,7 @@ struct RunSubprocessTests {
     @Test(.timeLimit(.minutes(1))) func cancellingTheAwaitingTaskTearsDownAndThrowsCancellation() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("uvloop-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         defer { unlink(path) }
-        let (cancelled, grandchild) = try onLoop { () async throws -> (Bool, pid_t) in
+        let (cancelled, grandchild) = try onPolicyLoop { () async throws -> (Bool, pid_t) in
             let run = try getRunningLoop().createTask {
                 try await runSubprocessShell("sleep 30 & echo $! > \(path); wait", gracePeriod: 1)
             }
@@ -137,11 +115,11 @@ struct RunSubprocessTests {
             }
         }
         #expect(cancelled)
-        #expect(hasEnded(grandchild))
+        #expect(processHasEnded(grandchild))
     }
 
     @Test(.timeLimit(.minutes(1))) func aZeroTimeoutTearsDownAtOnce() throws {
-        let outcome = try onLoop { () async throws -> String in
+        let outcome = try onPolicyLoop { () async throws -> String in
             do {
                 let completed = try await runSubprocessExec("sleep", ["30"], timeout: 0)
                 return "returned \(completed)"
@@ -153,14 +131,14 @@ struct RunSubprocessTests {
     }
 
     @Test(.timeLimit(.minutes(1))) func underTheLibuvWatcherTheChildStillLeadsAGroupAndTheTeardownReachesIt() throws {
-        let (completed, grandchildEnded) = try onLoop(watcher: LibuvChildWatcher()) { () async throws -> (CompletedProcess?, Bool) in
+        let (completed, grandchildEnded) = try onPolicyLoop(watcher: LibuvChildWatcher()) { () async throws -> (CompletedProcess?, Bool) in
             let ok = try await runSubprocessShell("cut -d' ' -f5 /proc/$$/stat")   // the process group
             #expect(Int32(String(decoding: ok.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) == ok.pid)
             do {
                 _ = try await runSubprocessShell("(trap '' TERM; exec sleep 30) & echo $!; wait", timeout: 0.2, gracePeriod: 0.2)
                 return (nil, false)
             } catch SubprocessError.timedOut(let completed) {
-                return (completed, hasEnded(firstPid(completed.stdout)))
+                return (completed, processHasEnded(firstPid(completed.stdout)))
             }
         }
         #expect(completed?.termination == .signaled(SIGTERM, coreDumped: false))
@@ -170,7 +148,7 @@ struct RunSubprocessTests {
     // MARK: Bad input
 
     @Test(.timeLimit(.minutes(1))) func badArgumentsAreRefusedBeforeAnythingStarts() throws {
-        try onLoop { () async throws in
+        try onPolicyLoop { () async throws in
             #expect(await refused { try await runSubprocessExec("true", timeout: -1) })
             #expect(await refused { try await runSubprocessExec("true", timeout: .nan) })
             #expect(await refused { try await runSubprocessExec("true", gracePeriod: -0.5) })

@@ -22,16 +22,6 @@ private func probe(_ fd: Int32) -> String { "test -e /proc/self/fd/\(fd) && echo
 extension ProcessWide {
 @Suite("Subprocess: sessions, groups, descriptors, executable")
 struct SpawnOptionsTests {
-    @discardableResult
-    func onLoop<T: Sendable>(watcher: (any ChildWatcher)? = nil, _ body: sending @escaping () async throws -> T) throws -> T {
-        setEventLoopPolicy(nil)
-        if let watcher { setChildWatcher(watcher) }
-        defer { setEventLoopPolicy(nil) }
-        let loop = try EventLoop()
-        defer { try? loop.close() }
-        return try loop.runUntilComplete(body)
-    }
-
     static let spawners: [String] = ["posix_spawn", "uv_spawn"]
 
     func watcher(_ spawner: String) -> (any ChildWatcher)? { spawner == "uv_spawn" ? LibuvChildWatcher() : nil }
@@ -40,7 +30,7 @@ struct SpawnOptionsTests {
     func inheritableDescriptorsAreClosedInTheChildByDefault(_ spawner: String) throws {
         let fd = inheritableDescriptor()
         defer { close(fd) }
-        let (closedByDefault, keptWhenAsked) = try onLoop(watcher: watcher(spawner)) { () async throws -> (String, String) in
+        let (closedByDefault, keptWhenAsked) = try onPolicyLoop(watcher: watcher(spawner)) { () async throws -> (String, String) in
             let first = try await createSubprocessShell(probe(fd), stdout: .pipe).communicate().stdout
             let second = try await createSubprocessShell(probe(fd), stdout: .pipe, closeFDs: false).communicate().stdout
             return (String(decoding: first, as: UTF8.self), String(decoding: second, as: UTF8.self))
@@ -57,7 +47,7 @@ struct SpawnOptionsTests {
         defer { close(pipe.read) }
         let other = inheritableDescriptor()
         defer { close(other) }
-        let output = try onLoop(watcher: watcher(spawner)) { () async throws -> String in
+        let output = try onPolicyLoop(watcher: watcher(spawner)) { () async throws -> String in
             // Through /proc: dash's `>&N` takes one digit, and under TSan the pipe is above fd 9.
             let child = try await createSubprocessShell("echo passed > /proc/self/fd/\(pipe.write); \(probe(other))",
                                                         stdout: .pipe, passFDs: [pipe.write, pipe.write])
@@ -74,7 +64,7 @@ struct SpawnOptionsTests {
     @Test(.timeLimit(.minutes(1)), arguments: spawners)
     func aNewSessionIsLedByTheChild(_ spawner: String) throws {
         let ours = getsid(0)
-        let ids = try onLoop(watcher: watcher(spawner)) { () async throws -> [pid_t] in
+        let ids = try onPolicyLoop(watcher: watcher(spawner)) { () async throws -> [pid_t] in
             let child = try await createSubprocessExec("/bin/sleep", ["30"], startNewSession: true)
             defer { try? child.kill() }
             try await getRunningLoop().sleep(0.05)
@@ -89,7 +79,7 @@ struct SpawnOptionsTests {
     }
 
     @Test(.timeLimit(.minutes(1))) func processGroupZeroMakesAGroupAndAPidJoinsIt() throws {
-        let ids = try onLoop { () async throws -> [pid_t] in
+        let ids = try onPolicyLoop { () async throws -> [pid_t] in
             let leader = try await createSubprocessExec("/bin/sleep", ["30"], processGroup: 0)
             let member = try await createSubprocessExec("/bin/sleep", ["30"], processGroup: leader.pid)
             try await getRunningLoop().sleep(0.05)
@@ -107,7 +97,7 @@ struct SpawnOptionsTests {
 
     @Test(.timeLimit(.minutes(1)), arguments: spawners)
     func theExecutableRunsUnderTheProgramsName(_ spawner: String) throws {
-        let output = try onLoop(watcher: watcher(spawner)) { () async throws -> String in
+        let output = try onPolicyLoop(watcher: watcher(spawner)) { () async throws -> String in
             let child = try await createSubprocessExec("my-job", ["-c", "echo $0"], stdout: .pipe, executable: "sh")
             return String(decoding: try await child.communicate().stdout, as: UTF8.self)
         }
@@ -115,7 +105,7 @@ struct SpawnOptionsTests {
     }
 
     @Test(.timeLimit(.minutes(1))) func thePipesUseTheLimit() throws {
-        let outcome = try onLoop { () async throws -> String in
+        let outcome = try onPolicyLoop { () async throws -> String in
             let child = try await createSubprocessShell("echo a-line-longer-than-ten-bytes; echo ok", stdout: .pipe, limit: 10)
             guard let reader = child.stdout else { return "no pipe" }
             #expect(reader.limit == 10)
@@ -131,7 +121,7 @@ struct SpawnOptionsTests {
     }
 
     @Test(.timeLimit(.minutes(1))) func badInputThrowsAndSpawnsNothing() throws {
-        try onLoop {
+        try onPolicyLoop {
             await #expect(throws: UVError.EBADF) { try await createSubprocessExec("/bin/true", passFDs: [-1]) }
             await #expect(throws: UVError.EBADF) { try await createSubprocessExec("/bin/true", passFDs: [closedDescriptor]) }
             await #expect(throws: UVError.EINVAL) { try await createSubprocessExec("/bin/true", processGroup: -1) }
@@ -152,7 +142,7 @@ struct SpawnOptionsTests {
     }
 
     @Test(.timeLimit(.minutes(1))) func theLibuvWatcherRefusesAProcessGroup() throws {
-        try onLoop(watcher: LibuvChildWatcher()) {
+        try onPolicyLoop(watcher: LibuvChildWatcher()) {
             await #expect(throws: UVError.ENOTSUP) { try await createSubprocessExec("/bin/true", processGroup: 0) }
         }
     }

@@ -2,18 +2,6 @@ import Foundation
 import Testing
 @testable import UVLoop
 
-/// True once `pid` no longer runs (gone, or a zombie its new parent has not reaped yet); waits
-/// up to two seconds for it.
-private func isGone(_ pid: pid_t) async -> Bool {
-    for _ in 0..<200 {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return true }
-        if stat[stat.index(close, offsetBy: 2)] == "Z" { return true }
-        try? await Task.sleep(nanoseconds: 10_000_000)
-    }
-    return false
-}
-
 /// The first line a child prints, as a pid (a shell's `echo $!`).
 private func readPid(_ child: ChildProcess) async throws -> pid_t {
     let line = String(decoding: try await child.stdout!.readLine(), as: UTF8.self)
@@ -32,22 +20,12 @@ private let stubbornShell = "trap '' TERM; sleep 30 & echo $!; wait"
 extension ProcessWide {
 @Suite("Subprocess: termination, deadlines and teardown")
 struct TerminationTests {
-    @discardableResult
-    func onLoop<T: Sendable>(watcher: (any ChildWatcher)? = nil, _ body: sending @escaping () async throws -> T) throws -> T {
-        setEventLoopPolicy(nil)
-        if let watcher { setChildWatcher(watcher) }
-        defer { setEventLoopPolicy(nil) }
-        let loop = try EventLoop()
-        defer { try? loop.close() }
-        return try loop.runUntilComplete(body)
-    }
-
     static let spawners: [String] = ["posix_spawn", "uv_spawn"]
 
     func watcher(_ spawner: String) -> (any ChildWatcher)? { spawner == "uv_spawn" ? LibuvChildWatcher() : nil }
 
     @Test(.timeLimit(.minutes(1))) func terminationSaysHowTheChildEnded() throws {
-        let ends = try onLoop { () async throws -> [Termination?] in
+        let ends = try onPolicyLoop { () async throws -> [Termination?] in
             let exited = try await createSubprocessShell("exit 3")
             let before = exited.termination
             _ = try await exited.wait()
@@ -62,7 +40,7 @@ struct TerminationTests {
     }
 
     @Test(.timeLimit(.minutes(1))) func leadsProcessGroupFollowsTheSpawnOptions() throws {
-        let leads = try onLoop { () async throws -> [Bool] in
+        let leads = try onPolicyLoop { () async throws -> [Bool] in
             var leads: [Bool] = []
             let plain = try await createSubprocessExec("/bin/sleep", ["30"])
             let session = try await createSubprocessExec("/bin/sleep", ["30"], startNewSession: true)
@@ -80,12 +58,12 @@ struct TerminationTests {
 
     @Test(.timeLimit(.minutes(1)), arguments: spawners)
     func terminateReachesTheWholeGroupTheChildLeads(_ spawner: String) throws {
-        let (code, grandchildGone) = try onLoop(watcher: watcher(spawner)) { () async throws -> (Int32, Bool) in
+        let (code, grandchildGone) = try onPolicyLoop(watcher: watcher(spawner)) { () async throws -> (Int32, Bool) in
             let child = try await createSubprocessShell(shellWithGrandchild, stdout: .pipe, startNewSession: true)
             let grandchild = try await readPid(child)
             let code = try await child.terminate(gracePeriod: 5)
             _ = try await child.stdout!.read()   // end of file: nobody holds the pipe any more
-            return (code, await isGone(grandchild))
+            return (code, processHasEnded(grandchild))
         }
         #expect(code == -SIGTERM)
         #expect(grandchildGone)
@@ -93,7 +71,7 @@ struct TerminationTests {
 
     @Test(.timeLimit(.minutes(1)))
     func withoutAGroupTerminateReachesOnlyTheChild() throws {
-        let grandchildRan = try onLoop { () async throws -> Bool in
+        let grandchildRan = try onPolicyLoop { () async throws -> Bool in
             let child = try await createSubprocessShell(shellWithGrandchild, stdout: .pipe)
             let grandchild = try await readPid(child)
             let code = try await child.terminate(gracePeriod: 5)
@@ -108,7 +86,7 @@ struct TerminationTests {
 
     @Test(.timeLimit(.minutes(1)), arguments: spawners)
     func aGroupThatIgnoresSIGTERMIsKilledAfterTheGracePeriod(_ spawner: String) throws {
-        let (code, grandchildGone, waited, reaped) = try onLoop(watcher: watcher(spawner)) { () async throws -> (Int32, Bool, Double, Bool) in
+        let (code, grandchildGone, waited, reaped) = try onPolicyLoop(watcher: watcher(spawner)) { () async throws -> (Int32, Bool, Double, Bool) in
             let loop = try getRunningLoop()
             let child = try await createSubprocessShell(stubbornShell, stdout: .pipe, startNewSession: true)
             let grandchild = try await readPid(child)
@@ -117,7 +95,7 @@ struct TerminationTests {
             let waited = loop.time() - start
             let reaped = child.termination != nil
             _ = try await child.stdout!.read()
-            return (code, await isGone(grandchild), waited, reaped)
+            return (code, processHasEnded(grandchild), waited, reaped)
         }
         #expect(code == -SIGKILL)
         #expect(grandchildGone)
@@ -127,7 +105,7 @@ struct TerminationTests {
 
     @Test(.timeLimit(.minutes(1)))
     func terminateCompletesEvenWhenItsTaskIsCancelled() throws {
-        let (code, reaped) = try onLoop { () async throws -> (Int32, Bool) in
+        let (code, reaped) = try onPolicyLoop { () async throws -> (Int32, Bool) in
             let child = try await createSubprocessShell(stubbornShell, stdout: .pipe, startNewSession: true)
             _ = try await readPid(child)
             let teardown = Task { try await child.terminate(gracePeriod: 0.1) }
@@ -142,7 +120,7 @@ struct TerminationTests {
 
     @Test(.timeLimit(.minutes(1)))
     func anExitedChildIsNeverSignalledAgain() throws {
-        let (codes, groupError) = try onLoop { () async throws -> ([Int32], UVError?) in
+        let (codes, groupError) = try onPolicyLoop { () async throws -> ([Int32], UVError?) in
             let child = try await createSubprocessShell("exit 4", startNewSession: true)
             _ = try await child.wait()
             let first = try await child.terminate(gracePeriod: 1)
@@ -158,7 +136,7 @@ struct TerminationTests {
 
     @Test(.timeLimit(.minutes(1)), arguments: spawners)
     func waitWithATimeoutLeavesTheChildRunning(_ spawner: String) throws {
-        let outcome = try onLoop(watcher: watcher(spawner)) { () async throws -> [String] in
+        let outcome = try onPolicyLoop(watcher: watcher(spawner)) { () async throws -> [String] in
             var outcome: [String] = []
             let child = try await createSubprocessExec("/bin/sleep", ["30"])
             for timeout in [0.05, 0, -1] {
@@ -180,7 +158,7 @@ struct TerminationTests {
 
     @Test(.timeLimit(.minutes(1)))
     func cancellingATimedWaitLeavesTheChildUntouched() throws {
-        let (outcome, running) = try onLoop { () async throws -> (String, Bool) in
+        let (outcome, running) = try onPolicyLoop { () async throws -> (String, Bool) in
             let child = try await createSubprocessExec("/bin/sleep", ["30"])
             let waiter = Task { try await child.wait(timeout: 30) }
             try await getRunningLoop().sleep(0.05)
@@ -197,7 +175,7 @@ struct TerminationTests {
 
     @Test(.timeLimit(.minutes(1)))
     func badDurationsThrowAndSendNothing() throws {
-        let running = try onLoop { () async throws -> Bool in
+        let running = try onPolicyLoop { () async throws -> Bool in
             let child = try await createSubprocessExec("/bin/sleep", ["30"])
             await #expect(throws: EventLoopError.invalidArgument) { try await child.terminate(gracePeriod: -1) }
             await #expect(throws: EventLoopError.invalidArgument) { try await child.terminate(gracePeriod: .nan) }

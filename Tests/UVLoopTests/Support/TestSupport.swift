@@ -206,3 +206,29 @@ func asHeavyTest<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async 
         return try body()
     }
 }
+
+/// Runs `body` to completion on a new loop under a fresh default policy (with `watcher` as its
+/// child watcher when given), then closes the loop and resets the policy: for the suites in
+/// `ProcessWide` that spawn children.
+@discardableResult
+func onPolicyLoop<T: Sendable>(watcher: (any ChildWatcher)? = nil, _ body: sending @escaping () async throws -> T) throws -> T {
+    setEventLoopPolicy(nil)
+    if let watcher { setChildWatcher(watcher) }
+    defer { setEventLoopPolicy(nil) }
+    let loop = try EventLoop()
+    defer { try? loop.close() }
+    return try loop.runUntilComplete(body)
+}
+
+/// True once `pid` no longer runs (gone, or a zombie its parent has not reaped yet); waits up
+/// to two seconds for it, blocking the calling thread.
+func processHasEnded(_ pid: pid_t) -> Bool {
+    guard pid > 0 else { return false }
+    for _ in 0..<200 {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        if stat[stat.index(close, offsetBy: 2)] == "Z" { return true }
+        usleep(10_000)
+    }
+    return false
+}
