@@ -21,6 +21,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <sys/sendfile.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/wait.h>
 #include <termios.h>
 
@@ -32,6 +35,93 @@
 static const int cos_sock_stream = SOCK_STREAM;
 static const int cos_sock_nonblock = SOCK_NONBLOCK;
 static const int cos_sock_cloexec = SOCK_CLOEXEC;
+
+// MARK: Servers and connections made by hand (libuv 1.44 has no way to pause accepting, to back
+// off when descriptors run out, to adopt a listening socket or to sendfile to a socket)
+
+/// A TCP socket bound to `address` and listening: non-blocking, close-on-exec, SO_REUSEADDR (as
+/// libuv sets it), SO_REUSEPORT when asked, IPV6_V6ONLY for an IPv6 address when asked. Returns the
+/// descriptor, or -errno (nothing is left open then); `*failed_step` names the failing call
+/// (0 socket, 1 setsockopt, 2 bind, 3 listen).
+static inline int cos_tcp_listener(const struct sockaddr *address, socklen_t length, int reuse_port,
+                                   int v6only, int backlog, int *failed_step) {
+    int fd = socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) { *failed_step = 0; return -errno; }
+    int on = 1;
+    int step = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) goto fail;
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) goto fail;
+    if (address->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) != 0) goto fail;
+    step = 2;
+    if (bind(fd, address, length) != 0) goto fail;
+    step = 3;
+    if (listen(fd, backlog) != 0) goto fail;
+    return fd;
+fail: {
+        int error = errno;
+        close(fd);
+        *failed_step = step;
+        return -error;
+    }
+}
+
+/// accept4(2), non-blocking and close-on-exec, EINTR retried: the new descriptor, or -errno.
+static inline int cos_accept(int fd) {
+    int client;
+    do { client = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); } while (client < 0 && errno == EINTR);
+    return client >= 0 ? client : -errno;
+}
+
+/// A socket's domain (AF_INET, AF_INET6, AF_UNIX), type (SOCK_STREAM, ...) and whether it listens:
+/// 0, or -errno (-ENOTSOCK for a descriptor that is not a socket, -EBADF for one not open).
+static inline int cos_socket_info(int fd, int *domain, int *type, int *listening) {
+    socklen_t length = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, domain, &length) != 0) return -errno;
+    length = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, type, &length) != 0) return -errno;
+    length = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, listening, &length) != 0) return -errno;
+    return 0;
+}
+
+/// Makes `fd` non-blocking and close-on-exec: 0 or -errno.
+static inline int cos_set_nonblock_cloexec(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
+    int fdflags = fcntl(fd, F_GETFD);
+    if (fdflags < 0 || fcntl(fd, F_SETFD, fdflags | FD_CLOEXEC) != 0) return -errno;
+    return 0;
+}
+
+/// SO_KEEPALIVE, and with it TCP_KEEPIDLE (the idle seconds before the first probe): 0 or -errno.
+static inline int cos_set_keepalive(int fd, int enable, int idle_seconds) {
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &enable, sizeof enable) != 0) return -errno;
+    if (enable && setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_seconds, sizeof idle_seconds) != 0) return -errno;
+    return 0;
+}
+
+/// TCP_NODELAY: 0 or -errno (-EOPNOTSUPP for a socket that is not TCP).
+static inline int cos_set_nodelay(int fd, int enable) {
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &enable, sizeof enable) == 0 ? 0 : -errno;
+}
+
+/// 1 when `fd` is open on a regular file, 0 when on something else, or -errno (-EBADF).
+static inline int cos_fd_is_regular_file(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -errno;
+    return S_ISREG(st.st_mode) ? 1 : 0;
+}
+
+/// sendfile(2) from `in_fd` at `*offset` (advanced) to `out_fd`, EINTR retried: the bytes sent
+/// (0 at the file's end), or -errno (-EAGAIN when `out_fd` is full).
+static inline long cos_sendfile(int out_fd, int in_fd, long long *offset, unsigned long count) {
+    off_t position = (off_t)*offset;
+    ssize_t sent;
+    do { sent = sendfile(out_fd, in_fd, &position, count); } while (sent < 0 && errno == EINTR);
+    if (sent < 0) return -errno;
+    *offset = (long long)position;
+    return (long)sent;
+}
 
 /// The kernel thread id of the calling thread.
 static inline pid_t cos_gettid(void) { return (pid_t)syscall(SYS_gettid); }

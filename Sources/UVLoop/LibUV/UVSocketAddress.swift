@@ -58,6 +58,9 @@ struct UVSocketAddress {
     /// `AF_INET` or `AF_INET6`.
     var family: Int32 { Int32(storage.ss_family) }
 
+    /// The size of the `sockaddr` this holds (`sockaddr_in` or `sockaddr_in6`).
+    var length: Int { family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size }
+
     /// The numeric host (`"127.0.0.1"`, `"::1"`).
     var host: String {
         withUnsafeBytes(of: storage) { raw in

@@ -48,6 +48,13 @@ final class UVTCP: UVStream {
         }
     }
 
+    /// Takes ownership of a connected TCP socket (made non-blocking; closed with the handle).
+    /// - Throws: `UVError` (EEXIST when this loop already watches it); the descriptor then stays
+    ///   the caller's.
+    func open(_ fileDescriptor: Int32) throws(UVError) {
+        try UVError.check(uv_tcp_open(tcp, fileDescriptor), "uv_tcp_open(fd \(fileDescriptor))")
+    }
+
     /// TCP_NODELAY: send small writes at once (asyncio and uvloop set it on every TCP stream).
     func setNoDelay(_ enabled: Bool) {
         uv_tcp_nodelay(tcp, enabled ? 1 : 0)

@@ -88,6 +88,125 @@ enum Socket {
         Glibc.unlink(path)
     }
 
+    // MARK: Listening and accepting by hand
+
+    /// A TCP socket bound to `address` and listening (non-blocking, close-on-exec).
+    /// - Throws: `UVError` naming the failing call (EADDRINUSE from bind, EACCES, EADDRNOTAVAIL).
+    static func makeTCPListener(_ address: UVSocketAddress, reusePort: Bool, ipv6Only: Bool,
+                                backlog: Int32) throws(UVError) -> Int32 {
+        var step: Int32 = 0
+        let fd = address.withSockaddr { sockaddr in
+            cos_tcp_listener(sockaddr, socklen_t(address.length), reusePort ? 1 : 0, ipv6Only ? 1 : 0, backlog, &step)
+        }
+        guard fd < 0 else { return fd }
+        let call = ["socket", "setsockopt", "bind", "listen"][Int(step)]
+        throw UVError(code: fd, operation: "\(call)(\(SocketAddress(address)))")
+    }
+
+    /// listen(2) on a bound socket, which is made non-blocking first.
+    static func listen(_ fd: Int32, backlog: Int32, _ operation: String) throws(UVError) {
+        try prepareAdopted(fd, operation)
+        if Glibc.listen(fd, backlog) != 0 { throw UVError.lastError(operation) }
+    }
+
+    /// Accepts one waiting connection: its descriptor (non-blocking, close-on-exec), or a negative
+    /// errno value (-EAGAIN when none waits, -EMFILE when descriptors ran out).
+    static func accept(_ fd: Int32) -> Int32 { cos_accept(fd) }
+
+    /// What a descriptor handed to `startServer(socket:)` or `openConnection(socket:)` is.
+    struct Info {
+        var domain: Int32
+        var type: Int32
+        var listening: Bool
+
+        /// SOCK_STREAM (whatever flags the type carries).
+        var isStream: Bool { type & 0xF == cos_sock_stream }
+    }
+
+    /// The domain, type and listening state of the socket `fd`.
+    /// - Throws: `UVError` (ENOTSOCK for a descriptor that is not a socket, EBADF for one not open).
+    static func info(_ fd: Int32, _ operation: String) throws(UVError) -> Info {
+        var domain: Int32 = 0, type: Int32 = 0, listening: Int32 = 0
+        let rc = cos_socket_info(fd, &domain, &type, &listening)
+        if rc < 0 { throw UVError(code: rc, operation: "\(operation)(fd \(fd))") }
+        return Info(domain: domain, type: type, listening: listening != 0)
+    }
+
+    /// Throws ENOTCONN unless the socket `fd` has a peer (`getpeername`).
+    static func checkConnected(_ fd: Int32, _ operation: String) throws(UVError) {
+        var address = sockaddr_storage()
+        var size = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &size) }
+        }
+        if rc != 0 { throw UVError.lastError(operation) }
+    }
+
+    /// Makes an adopted descriptor non-blocking and close-on-exec.
+    static func prepareAdopted(_ fd: Int32, _ operation: String) throws(UVError) {
+        let rc = cos_set_nonblock_cloexec(fd)
+        if rc < 0 { throw UVError(code: rc, operation: "\(operation)(fd \(fd))") }
+    }
+
+    /// The address `fd` is bound to (`getsockname`), nil when unbound or not an IP socket.
+    static func localAddress(_ fd: Int32) -> UVSocketAddress? {
+        UVSocketAddress(querying: { address, length in
+            var size = socklen_t(length.pointee)
+            let rc = getsockname(fd, address, &size)
+            length.pointee = Int32(size)
+            return rc
+        })
+    }
+
+    /// The path a Unix socket is bound to, nil when unbound (or abstract).
+    static func localUnixPath(_ fd: Int32) -> String? {
+        var address = sockaddr_un()
+        var size = socklen_t(MemoryLayout<sockaddr_un>.size)
+        let rc = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &size) }
+        }
+        let header = MemoryLayout<sa_family_t>.size
+        guard rc == 0, Int(size) > header else { return nil }
+        return withUnsafeBytes(of: &address.sun_path) { raw in
+            let bytes = raw.prefix(Int(size) - header).prefix { $0 != 0 }
+            return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
+    /// TCP_NODELAY on `fd`. - Throws: `UVError` (EOPNOTSUPP for a socket that is not TCP).
+    static func setNoDelay(_ fd: Int32, _ enabled: Bool) throws(UVError) {
+        let rc = cos_set_nodelay(fd, enabled ? 1 : 0)
+        if rc < 0 { throw UVError(code: rc, operation: "setsockopt(TCP_NODELAY)") }
+    }
+
+    /// SO_KEEPALIVE with TCP_KEEPIDLE. - Throws: `UVError` (EOPNOTSUPP, EINVAL).
+    static func setKeepAlive(_ fd: Int32, _ enabled: Bool, idleSeconds: Int32) throws(UVError) {
+        let rc = cos_set_keepalive(fd, enabled ? 1 : 0, idleSeconds)
+        if rc < 0 { throw UVError(code: rc, operation: "setsockopt(SO_KEEPALIVE, TCP_KEEPIDLE \(idleSeconds))") }
+    }
+
+    /// Throws unless `fd` is open on a regular file (what sendfile(2) reads from).
+    static func checkRegularFile(_ fd: Int32, _ operation: String) throws(UVError) {
+        let rc = cos_fd_is_regular_file(fd)
+        if rc < 0 { throw UVError(code: rc, operation: "\(operation)(fd \(fd))") }
+        if rc == 0 { throw UVError(errno: EINVAL, operation: "\(operation): fd \(fd) is not a regular file") }
+    }
+
+    /// A close-on-exec duplicate of `fd`, or a negative errno value.
+    static func duplicate(_ fd: Int32) -> Int32 {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        return copy >= 0 ? copy : -errno
+    }
+
+    /// One sendfile(2) from `file` at `offset` (advanced by what was sent) to `fd`: the bytes sent,
+    /// 0 at the file's end, or a negative errno value (-EAGAIN when `fd` takes nothing now).
+    static func sendfile(to fd: Int32, from file: Int32, offset: inout Int64, count: Int) -> Int {
+        var position = CLongLong(offset)
+        let sent = cos_sendfile(fd, file, &position, UInt(count))
+        offset = Int64(position)
+        return Int(sent)
+    }
+
     private static func withUnixAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)

@@ -28,73 +28,153 @@ extension EventLoop {
     /// - Throws: `UVError` (EADDRINUSE, EACCES, EADDRNOTAVAIL, EINVAL for a port out of range,
     ///   EAI_NONAME for an unknown host); `EventLoopError.loopClosed`.
     public func startServer(host: String, port: Int, backlog: Int32 = 511, reusePort: Bool = false,
+                            limit: Int = 65_536, maxConnections: Int? = nil, idleTimeout: Double? = nil,
+                            startServing: Bool = true,
                             _ handler: @escaping @Sendable (StreamReader, StreamWriter) async -> Void) async throws -> Server {
+        let options = try Server.Options(limit: limit, maxConnections: maxConnections, idleTimeout: idleTimeout).validated()
         let addresses = try await socketAddresses(host, port: port, socketType: UVSocketType.stream, passive: true)
         return try await onLoop {
             try checkLoopThread()
-            var listeners: [UVTCP] = []
+            var listening: [(fd: Int32, family: Int32)] = []
             var boundPort = port
             var bound: [SocketAddress] = []
             do {
                 for address in addresses {
-                    let listener = try UVTCP(loop: uvLoop, family: address.family)
-                    listeners.append(listener)
-                    if reusePort { try listener.setReusePort() }
                     // With several addresses and port 0, the later ones take the port the first got.
-                    let target = address.with(port: boundPort)
-                    do {
-                        try listener.bind(target, ipv6Only: address.family == AF_INET6)
-                    } catch let error as UVError {
-                        throw UVError(code: error.code, operation: "bind(\(SocketAddress(target)))")
-                    }
-                    if let local = listener.localAddress {
+                    let fd = try Socket.makeTCPListener(address.with(port: boundPort), reusePort: reusePort,
+                                                        ipv6Only: address.family == AF_INET6, backlog: backlog)
+                    listening.append((fd, address.family))
+                    if let local = Socket.localAddress(fd) {
                         boundPort = local.port
                         bound.append(SocketAddress(local))
                     }
                 }
             } catch {
-                for listener in listeners { listener.close() }
+                for descriptor in listening { Glibc.close(descriptor.fd) }
                 throw error
             }
-            let server = Server(loop: self, listeners: listeners, port: boundPort, addresses: bound, handler: handler)
-            do {
-                try server.listen(backlog: backlog)
-            } catch let error as UVError {
-                // libuv reports EADDRINUSE only now (it defers bind's error to listen).
-                throw UVError(code: error.code, operation: "listen(\(bound.first.map { "\($0)" } ?? host))")
-            }
+            let server = try Server(loop: self, listening: listening, port: boundPort, addresses: bound,
+                                    options: options, handler: handler)
+            if startServing { try server.startServing() }
             return server
         }
     }
 
-    /// Opens a TCP connection to `host`/`port` (asyncio's `open_connection`). Each address `host`
-    /// resolves to is tried in order until one accepts.
-    /// - Returns: the connection's reader and writer.
-    /// - Throws: `UVError` (ECONNREFUSED, ETIMEDOUT, ENETUNREACH: the last attempt's error;
-    ///   EAI_NONAME for an unknown host; EINVAL for a port out of range);
-    ///   `EventLoopError.loopClosed`; `CancellationError`.
-    public func openConnection(host: String, port: Int) async throws -> (StreamReader, StreamWriter) {
-        let addresses = try await socketAddresses(host, port: port, socketType: UVSocketType.stream, passive: false)
-        var lastError: any Error = UVError(code: UVError.EAI_NONAME.code, operation: "getaddrinfo(\(host))")
-        for address in addresses {
-            do {
-                return try await connect(to: address)
-            } catch let error as UVError {
-                lastError = error
-            }
+    /// Serves on a listening socket made elsewhere: one inherited from a parent process, one
+    /// systemd passed (`LISTEN_FDS`, see `EventLoop.inheritedListeners()`), or one bound by hand.
+    /// A TCP (IPv4, IPv6) or Unix stream socket on which `listen` was called. The server owns the
+    /// descriptor from then on (it is made non-blocking and close-on-exec, and closed with the
+    /// server); a Unix socket's file is left in place when the server closes.
+    /// - Parameters: as `startServer(host:port:...)`.
+    /// - Throws: `UVError` (ENOTSOCK for a descriptor that is not a socket, EBADF for one not
+    ///   open, EINVAL for a socket that does not listen or is not a stream, EAFNOSUPPORT for
+    ///   another family, EEXIST when this loop already watches it): the descriptor then stays
+    ///   the caller's. `StreamError.invalidArgument` for a bad limit, cap or timeout.
+    public func startServer(socket fd: Int32, limit: Int = 65_536, maxConnections: Int? = nil,
+                            idleTimeout: Double? = nil, startServing: Bool = true,
+                            _ handler: @escaping @Sendable (StreamReader, StreamWriter) async -> Void) async throws -> Server {
+        let options = try Server.Options(limit: limit, maxConnections: maxConnections, idleTimeout: idleTimeout).validated()
+        let info = try Socket.info(fd, "startServer(socket:)")
+        guard info.isStream, info.listening else {
+            throw UVError(code: UVError.EINVAL.code,
+                          operation: "startServer(socket: \(fd)): not a listening stream socket")
         }
-        throw lastError
+        guard [AF_INET, AF_INET6, AF_UNIX].contains(info.domain) else {
+            throw UVError(errno: EAFNOSUPPORT, operation: "startServer(socket: \(fd)): address family \(info.domain)")
+        }
+        return try await onLoop {
+            try checkLoopThread()
+            try Socket.prepareAdopted(fd, "startServer(socket:)")
+            let address = info.domain == AF_UNIX ? SocketAddress(unixPath: Socket.localUnixPath(fd) ?? "")
+                : Socket.localAddress(fd).map(SocketAddress.init)
+            let port = info.domain == AF_UNIX ? 0 : Socket.localAddress(fd)?.port ?? 0
+            // The descriptor stays the caller's if the server cannot take it.
+            let dup = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+            if dup < 0 { throw UVError.lastError("dup(fd \(fd))") }
+            let server = try Server(loop: self, listening: [(dup, info.domain)], port: port,
+                                    addresses: address.map { [$0] } ?? [], options: options, handler: handler)
+            Glibc.close(fd)
+            if startServing { try server.startServing() }
+            return server
+        }
     }
 
-    private func connect(to address: UVSocketAddress) async throws -> (StreamReader, StreamWriter) {
+    /// Opens a TCP connection to `host`/`port` (asyncio's `open_connection`), racing the
+    /// addresses `host` resolves to as RFC 8305 (Happy Eyeballs) says: families interleaved, the
+    /// next address tried when the previous one has not connected after `happyEyeballsDelay`
+    /// (or at once when it failed), the first to connect wins and the others are closed.
+    /// - Parameters:
+    ///   - limit: the reader's `limit`.
+    ///   - localAddress: a numeric address or a name to bind the connection to (the source
+    ///     address; an address of each attempt's family is used).
+    ///   - happyEyeballsDelay: seconds before the next attempt starts; nil tries one address after
+    ///     another (asyncio's default).
+    ///   - connectTimeout: seconds for the attempts together (name resolution excluded); past it
+    ///     the connection fails with `UVError.ETIMEDOUT`.
+    /// - Returns: the connection's reader and writer.
+    /// - Throws: `UVError` (ECONNREFUSED, ETIMEDOUT, ENETUNREACH: the first address's failure,
+    ///   with every address's failure in the text; EAI_NONAME for an unknown host; EINVAL for a
+    ///   port out of range or a NUL byte in a name); `StreamError.invalidArgument` for a limit
+    ///   below 1 or a delay or timeout that is NaN or negative; `EventLoopError.loopClosed`;
+    ///   `CancellationError`.
+    public func openConnection(host: String, port: Int, limit: Int = 65_536, localAddress: String? = nil,
+                               happyEyeballsDelay: Double? = 0.25,
+                               connectTimeout: Double? = nil) async throws -> (StreamReader, StreamWriter) {
+        guard limit >= 1 else { throw StreamError.invalidArgument("limit must be at least 1 (got \(limit))") }
+        if let happyEyeballsDelay, !(happyEyeballsDelay >= 0) {
+            throw StreamError.invalidArgument("happyEyeballsDelay must be 0 or more seconds (got \(happyEyeballsDelay))")
+        }
+        if let connectTimeout, !(connectTimeout > 0) {
+            throw StreamError.invalidArgument("connectTimeout must be a positive number of seconds (got \(connectTimeout))")
+        }
+        let addresses = try await socketAddresses(host, port: port, socketType: UVSocketType.stream, passive: false)
+        var local: [UVSocketAddress] = []
+        if let localAddress {
+            local = try await socketAddresses(localAddress, port: 0, socketType: UVSocketType.stream, passive: true)
+        }
+        return try await openConnection(addresses: addresses, operation: "connect(\(host) port \(port))", limit: limit,
+                                        localAddresses: local, happyEyeballsDelay: happyEyeballsDelay,
+                                        connectTimeout: connectTimeout)
+    }
+
+    /// The race itself, over resolved addresses (tests give their own).
+    func openConnection(addresses: [UVSocketAddress], operation: String, limit: Int = 65_536,
+                        localAddresses: [UVSocketAddress] = [], happyEyeballsDelay: Double?,
+                        connectTimeout: Double?) async throws -> (StreamReader, StreamWriter) {
         try await onLoop {
             try checkLoopThread()
-            let tcp = try UVTCP(loop: uvLoop)
-            let attempt = ConnectAttempt(tcp, loop: self)
-            try await attempt.run(describing: "connect(\(SocketAddress(address)))") { completion in
-                try tcp.connect(address, completion: completion)
-            }
-            return try StreamTransport.connectedTCP(loop: self, tcp: tcp).makeStreams()
+            let race = ConnectRace(loop: self, addresses: addresses,
+                                   staggerDelay: happyEyeballsDelay, timeout: connectTimeout.flatMap { $0.isFinite ? $0 : nil },
+                                   localAddresses: localAddresses, operation: operation)
+            let tcp = try await race.run()
+            try checkLoopThread()
+            return try StreamTransport.connectedTCP(loop: self, tcp: tcp, limit: limit).makeStreams()
+        }
+    }
+
+    /// Wraps a connected socket made elsewhere (asyncio's `connect_accepted_socket`, or
+    /// `open_connection(sock=)`): one end of a `socketpair`, a connection handed over by another
+    /// process, or one connected by hand. TCP (IPv4, IPv6) or a Unix stream socket; the
+    /// streams own the descriptor from then on (made non-blocking and close-on-exec).
+    /// - Throws: `UVError` (ENOTSOCK, EBADF, EINVAL for a listening socket or one that is not a
+    ///   stream, ENOTCONN for one not connected, EAFNOSUPPORT, EEXIST when this loop already
+    ///   watches it): the descriptor then stays the caller's. `StreamError.invalidArgument` for
+    ///   a limit below 1.
+    public func openConnection(socket fd: Int32, limit: Int = 65_536) async throws -> (StreamReader, StreamWriter) {
+        guard limit >= 1 else { throw StreamError.invalidArgument("limit must be at least 1 (got \(limit))") }
+        let info = try Socket.info(fd, "openConnection(socket:)")
+        guard info.isStream, !info.listening else {
+            throw UVError(code: UVError.EINVAL.code,
+                          operation: "openConnection(socket: \(fd)): not a connected stream socket")
+        }
+        guard [AF_INET, AF_INET6, AF_UNIX].contains(info.domain) else {
+            throw UVError(errno: EAFNOSUPPORT, operation: "openConnection(socket: \(fd)): address family \(info.domain)")
+        }
+        try Socket.checkConnected(fd, "openConnection(socket: \(fd))")
+        return try await onLoop {
+            try checkLoopThread()
+            try Socket.prepareAdopted(fd, "openConnection(socket:)")
+            return try StreamTransport.adopting(loop: self, connected: fd, family: info.domain, limit: limit).makeStreams()
         }
     }
 
@@ -105,29 +185,30 @@ extension EventLoop {
     /// - Throws: `UVError` (EADDRINUSE, ENOENT for a missing directory, EACCES, ENAMETOOLONG for a
     ///   path longer than `sun_path` (107 bytes), EINVAL for an empty one);
     ///   `EventLoopError.loopClosed`.
-    public func startUnixServer(path: String, backlog: Int32 = 511,
+    public func startUnixServer(path: String, backlog: Int32 = 511, limit: Int = 65_536,
+                                maxConnections: Int? = nil, idleTimeout: Double? = nil, startServing: Bool = true,
                                 _ handler: @escaping @Sendable (StreamReader, StreamWriter) async -> Void) async throws -> Server {
-        try await onLoop {
+        let options = try Server.Options(limit: limit, maxConnections: maxConnections, idleTimeout: idleTimeout).validated()
+        return try await onLoop {
             try checkLoopThread()
             let fd = try Socket.makeUnixListener(path: path)
-            let listener: UVPipe
             do {
-                listener = try UVPipe(loop: uvLoop)
+                try Socket.listen(fd, backlog: backlog, "listen(\"\(path)\")")
             } catch {
-                Glibc.close(fd)
-                throw error
-            }
-            do {
-                try listener.open(fd)
-            } catch {
-                listener.close()
                 Glibc.close(fd)
                 Glibc.unlink(path)
                 throw error
             }
-            let server = Server(loop: self, listeners: [listener], port: 0, addresses: [SocketAddress(unixPath: path)],
-                                unixPath: path, handler: handler)
-            try server.listen(backlog: backlog)
+            let server: Server
+            do {
+                server = try Server(loop: self, listening: [(fd, AF_UNIX)], port: 0,
+                                    addresses: [SocketAddress(unixPath: path)], options: options,
+                                    unixPath: path, handler: handler)
+            } catch {
+                Glibc.unlink(path)
+                throw error
+            }
+            if startServing { try server.startServing() }
             return server
         }
     }

@@ -31,22 +31,37 @@ extension StreamTransport {
     }
 
     /// A transport over a connected TCP handle (accepted or connected), with Nagle off.
-    static func connectedTCP(loop: EventLoop, tcp: UVTCP) throws -> StreamTransport {
+    static func connectedTCP(loop: EventLoop, tcp: UVTCP, limit: Int = 64 * 1024) throws -> StreamTransport {
         tcp.setNoDelay(true)
         let transport = StreamTransport(loop: loop, stream: tcp, kind: .tcp,
                                         localAddress: tcp.localAddress.map(SocketAddress.init),
-                                        peerAddress: tcp.peerAddress.map(SocketAddress.init))
+                                        peerAddress: tcp.peerAddress.map(SocketAddress.init), limit: limit)
         try transport.start(reading: true)
         return transport
     }
 
     /// A transport over a connected Unix-socket handle.
-    static func connectedUnix(loop: EventLoop, pipe: UVPipe) throws -> StreamTransport {
+    static func connectedUnix(loop: EventLoop, pipe: UVPipe, limit: Int = 64 * 1024) throws -> StreamTransport {
         let transport = StreamTransport(loop: loop, stream: pipe, kind: .unix,
                                         localAddress: pipe.localPath.map { SocketAddress(unixPath: $0) },
-                                        peerAddress: pipe.peerPath.map { SocketAddress(unixPath: $0) })
+                                        peerAddress: pipe.peerPath.map { SocketAddress(unixPath: $0) }, limit: limit)
         try transport.start(reading: true)
         return transport
+    }
+
+    /// A transport over a connected socket descriptor (accepted by a server, or made elsewhere):
+    /// TCP for `AF_INET`/`AF_INET6`, a Unix-socket stream for `AF_UNIX`. The transport owns the
+    /// descriptor from now on.
+    /// - Throws: `UVError` from `uv_tcp_open`/`uv_pipe_open`; the descriptor then stays the caller's.
+    static func adopting(loop: EventLoop, connected fd: Int32, family: Int32, limit: Int) throws -> StreamTransport {
+        if family == AF_UNIX {
+            let pipe = try UVPipe(loop: loop.uvLoop)
+            do { try pipe.open(fd) } catch { pipe.close(); throw error }
+            return try connectedUnix(loop: loop, pipe: pipe, limit: limit)
+        }
+        let tcp = try UVTCP(loop: loop.uvLoop)
+        do { try tcp.open(fd) } catch { tcp.close(); throw error }
+        return try connectedTCP(loop: loop, tcp: tcp, limit: limit)
     }
 
     /// The public faces of this transport, sharing one lease.

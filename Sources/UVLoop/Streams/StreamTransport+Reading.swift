@@ -4,6 +4,7 @@ extension StreamTransport {
     // MARK: From libuv
 
     func didRead(_ bytes: UnsafeRawBufferPointer) {
+        noteActivity()
         // Fast path: a `read(n)` is waiting on an empty queue; give it the bytes directly.
         if case .chunk(let maxBytes, let continuation)? = readWaiter, received.isEmpty {
             readWaiter = nil

@@ -1,3 +1,5 @@
+import Glibc
+
 /// The writing side. A write first tries the kernel directly (`uv_try_write`: no request, no
 /// copy); what it does not take is copied into a chunk handed to `uv_write`. While that chunk is in
 /// flight, later writes are coalesced into `pending`, sent as one chunk when it completes.
@@ -19,6 +21,7 @@ extension StreamTransport {
                 fail(error)
                 throw error
             }
+            if written > 0 { noteActivity() }
             if written == bytes.count { return }
             let chunk = takeSpareChunk(minimumCapacity: bytes.count - written)
             chunk.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))
@@ -39,7 +42,7 @@ extension StreamTransport {
     }
 
     /// Hands `chunk` to `uv_write`; the completion sends what was coalesced meanwhile.
-    private func submit(_ chunk: ByteChunk) {
+    fileprivate func submit(_ chunk: ByteChunk) {
         inFlight = chunk
         do {
             try stream.write(chunk.bytes) { [self] status in self.didWrite(status) }
@@ -61,6 +64,7 @@ extension StreamTransport {
             return
         }
         guard state == .open else { return }
+        noteActivity()
         if let next = pending, next.count > 0 {
             pending = nil
             submit(next)
@@ -71,7 +75,8 @@ extension StreamTransport {
     }
 
     /// Everything written has been handed to the kernel: a requested EOF or close can go ahead.
-    private func flushed() {
+    fileprivate func flushed() {
+        if !flushWaiters.isEmpty { resumeFlushWaiters() }
         switch writeState {
         case .eofPending:
             shutdownWrites()
@@ -193,6 +198,127 @@ extension StreamTransport {
         }
         highWater = high
         lowWater = low
+        updateWritePause()
+    }
+}
+
+/// `StreamWriter.sendfile`: file bytes handed to the kernel with sendfile(2), no copy through user
+/// space. Bytes written before it go first; bytes written while it runs are queued behind it (a
+/// sentinel chunk stands "in flight" meanwhile, so `close()`, `writeEOF()` and `drain()` wait for
+/// it as for a write). When the socket is full, a poll on a duplicate of its descriptor (libuv
+/// watches the original for reading) waits until it is writable. Loop thread only.
+extension StreamTransport {
+    func sendfile(_ file: Int32, offset: Int64, count: Int?) async throws -> Int {
+        try loop.checkLoopThread()
+        guard offset >= 0 else { throw StreamError.invalidArgument("sendfile offset must be 0 or more (got \(offset))") }
+        if let count, count < 0 { throw StreamError.invalidArgument("sendfile count must be 0 or more (got \(count))") }
+        try Socket.checkRegularFile(file, "sendfile")
+        try checkWritable()
+        if inFlight != nil {
+            // What was written before goes first.
+            let id = makeWaiterID()
+            try await suspend { (continuation: UnsafeContinuation<Void, any Error>) in
+                flushWaiters.append((id, continuation))
+            } onCancel: { [self] in
+                if let index = flushWaiters.firstIndex(where: { $0.id == id }) {
+                    flushWaiters.remove(at: index).continuation.resume(throwing: CancellationError())
+                }
+            }
+            try loop.checkLoopThread()
+            try checkWritable()
+        }
+        if count == 0 || inFlight != nil { return 0 }
+        let sentinel = ByteChunk(capacity: 0)
+        inFlight = sentinel
+        defer { sendfileDidEnd(sentinel) }
+        var position = offset
+        var sent = 0
+        while count.map({ sent < $0 }) ?? true {
+            guard state == .open, let fd = stream.fileDescriptor else { throw writeFailure ?? StreamError.closed }
+            let step = min(count.map { $0 - sent } ?? Int.max, 1 << 30)
+            let result = Socket.sendfile(to: fd, from: file, offset: &position, count: step)
+            if result > 0 {
+                sent += result
+                noteActivity()
+            } else if result == 0 {
+                break   // the file ended first
+            } else if result == -EAGAIN {
+                try await waitUntilWritable(fd)
+            } else {
+                let error = UVError(errno: Int32(-result), operation: "sendfile")
+                if result == -EPIPE || result == -ECONNRESET || result == -ENOTCONN { fail(error) }
+                throw error
+            }
+        }
+        return sent
+    }
+
+    private func checkWritable() throws {
+        switch writeState {
+        case .open: return
+        case .failed(let error): throw error
+        default: throw StreamError.closed
+        }
+    }
+
+    /// Waits for the socket to take bytes again: a poll on a duplicate of its descriptor, closed
+    /// when the wait ends (by writability, the connection's close, or cancellation).
+    private func waitUntilWritable(_ fd: Int32) async throws {
+        let copy = Socket.duplicate(fd)
+        if copy < 0 { throw UVError(errno: -copy, operation: "dup(fd \(fd))") }
+        let poll: UVPoll
+        do {
+            poll = try UVPoll(loop: loop.uvLoop, fileDescriptor: copy) { _, _ in }
+        } catch {
+            Glibc.close(copy)
+            throw error
+        }
+        poll.whenClosed = { Glibc.close(copy) }
+        defer { poll.close() }
+        let pollID = ObjectIdentifier(poll)
+        try await suspend { (continuation: UnsafeContinuation<Void, any Error>) in
+            writableWait = (poll, continuation)
+            poll.callback = { [unowned(unsafe) self] _, _ in endWritableWait(nil) }
+            do {
+                try poll.start(.writable)
+            } catch {
+                endWritableWait(error)
+            }
+        } onCancel: { [self] in
+            if let wait = writableWait, ObjectIdentifier(wait.poll) == pollID { endWritableWait(CancellationError()) }
+        }
+    }
+
+    /// Ends the wait in `waitUntilWritable`, if any: with `error`, or writable.
+    func endWritableWait(_ error: (any Error)?) {
+        guard let wait = writableWait else { return }
+        writableWait = nil
+        wait.poll.stop()
+        wait.poll.callback = { _, _ in }
+        if let error { wait.continuation.resume(throwing: error) } else { wait.continuation.resume() }
+    }
+
+    /// Resumes every wait for the write queue to empty: with the failure once closed or failed.
+    func resumeFlushWaiters() {
+        let waiters = flushWaiters
+        flushWaiters = []
+        let failure: (any Error)? = state == .open ? nil : (writeFailure ?? StreamError.closed)
+        for waiter in waiters {
+            if let failure { waiter.continuation.resume(throwing: failure) } else { waiter.continuation.resume() }
+        }
+    }
+
+    /// Hands the write side back: what was queued meanwhile goes now, or a pending EOF or close.
+    private func sendfileDidEnd(_ sentinel: ByteChunk) {
+        guard inFlight === sentinel else { return }
+        inFlight = nil
+        guard state == .open else { return }
+        if let next = pending, next.count > 0 {
+            pending = nil
+            submit(next)
+        } else {
+            flushed()
+        }
         updateWritePause()
     }
 }

@@ -106,6 +106,20 @@ final class StreamTransport: @unchecked Sendable {
     /// asyncio's `limit`: reading pauses above twice this; `readUntil` gives up beyond it.
     let limit: Int
 
+    // MARK: Idle deadline (loop thread)
+
+    /// Set for a server's connections when it has an `idleTimeout`: each byte read or written
+    /// stamps `lastActivity`, which the server's idle sweep compares with its deadline.
+    @exclusivity(unchecked) var tracksActivity = false
+    /// libuv's millisecond clock (`uv_now`) at the last byte read or written, or at the start.
+    @exclusivity(unchecked) var lastActivity: UInt64 = 0
+
+    /// Stamps `lastActivity` when someone looks at it.
+    @inline(__always)
+    func noteActivity() {
+        if tracksActivity { lastActivity = loop.uvLoop.now }
+    }
+
     // MARK: Writing (loop thread)
 
     /// Where the write side is; its other threads' mirror is `publishedWriteClosed`.
@@ -123,6 +137,10 @@ final class StreamTransport: @unchecked Sendable {
     /// asyncio's "paused writing": set above `highWater`, cleared at or below `lowWater`.
     @exclusivity(unchecked) var writingPaused = false
     var drainWaiters: [(id: UInt64, continuation: UnsafeContinuation<Void, any Error>)] = []
+    /// `sendfile` waiting for the bytes written before it to be handed to the kernel.
+    var flushWaiters: [(id: UInt64, continuation: UnsafeContinuation<Void, any Error>)] = []
+    /// `sendfile` waiting for the socket to be writable.
+    var writableWait: (poll: UVPoll, continuation: UnsafeContinuation<Void, any Error>)?
     @exclusivity(unchecked) var nextWaiterID: UInt64 = 0
     /// A server's handler task for this connection. Nothing can cancel it (no handle to it is
     /// kept), so its waits skip the cancellation handler, which costs about a tenth of a 1 KiB
@@ -135,6 +153,9 @@ final class StreamTransport: @unchecked Sendable {
     let publishedAtEOF = Atomic<Bool>(false)
     let publishedBufferedCount = Atomic<Int>(0)
     let publishedWriteClosed = Atomic<Bool>(false)
+    /// The socket's or pipe's descriptor while the handle is open, -1 from the close on
+    /// (`StreamWriter.fileDescriptor`, the socket options).
+    let publishedFileDescriptor = Atomic<Int32>(-1)
 
     /// Wraps `stream` (connected, or an open pipe). Call `start` next. Loop thread.
     init(loop: EventLoop, stream: UVStream, kind: Kind, localAddress: SocketAddress? = nil,
@@ -151,6 +172,7 @@ final class StreamTransport: @unchecked Sendable {
         stream.onRead = { [unowned(unsafe) self] bytes in self.didRead(bytes) }
         stream.onReadEnd = { [unowned(unsafe) self] error in self.didEndReading(error) }
         stream.onClose = { self.didClose() }
+        publishedFileDescriptor.store(stream.fileDescriptor ?? -1, ordering: .relaxed)
     }
 
     /// Starts reading (asyncio reads from the start, up to the pause threshold), or marks the
@@ -265,7 +287,19 @@ final class StreamTransport: @unchecked Sendable {
     func closeHandle() {
         guard state == .open else { return }
         state = .closing
+        publishedFileDescriptor.store(-1, ordering: .relaxed)
+        // A sendfile's poll holds a duplicate of the descriptor: let it go with the handle.
+        if writableWait != nil { endWritableWait(writeFailure ?? StreamError.closed) }
         stream.close()
+    }
+
+    /// The idle deadline passed (a server's `idleTimeout`): the connection is aborted (reset,
+    /// unsent bytes dropped), and pending and later reads and writes throw `UVError.ETIMEDOUT`.
+    func timeOut(after seconds: Double) {
+        guard state == .open else { return }
+        pending?.removeAll()
+        if let tcp = stream as? UVTCP { tcp.setResetOnClose() }
+        fail(UVError(code: UVError.ETIMEDOUT.code, operation: "idle for \(seconds) s (the server's idleTimeout)"))
     }
 
     /// A face posted a close or EOF from another thread: later posted writes must throw, as they
@@ -277,6 +311,7 @@ final class StreamTransport: @unchecked Sendable {
     /// The handle's close callback (also when `EventLoop.close()` closed it).
     private func didClose() {
         state = .closed
+        publishedFileDescriptor.store(-1, ordering: .relaxed)
         if !closeRequested {
             // The loop closed under us: whoever waits learns it.
             if readError == nil { readError = EventLoopError.loopClosed }
@@ -287,6 +322,7 @@ final class StreamTransport: @unchecked Sendable {
         }
         wakeReader()
         resumeDrainWaiters()
+        if !flushWaiters.isEmpty { resumeFlushWaiters() }
         pending = nil
         spare = nil
         inFlight = nil

@@ -157,4 +157,54 @@ public final class StreamWriter: Sendable {
 
     /// This end's address (asyncio's `get_extra_info("sockname")`), nil for a pipe.
     public var localAddress: SocketAddress? { transport.localAddress }
+
+    // MARK: Socket options and sendfile
+
+    /// The socket's (or pipe's) descriptor, for options UVLoop has no call for (`setsockopt`);
+    /// nil once the stream is closed or closing. The stream still owns it: never close it. From
+    /// another thread than the loop's, the stream may close meanwhile.
+    public var fileDescriptor: Int32? {
+        let fd = transport.publishedFileDescriptor.load(ordering: .relaxed)
+        return fd >= 0 ? fd : nil
+    }
+
+    /// TCP_NODELAY (Nagle's algorithm off): on by default for every TCP connection, as in asyncio.
+    /// - Throws: `UVError.ENOTSUP` for a Unix socket or a pipe; `StreamError.closed` once closed.
+    public func setNoDelay(_ enabled: Bool) throws {
+        let fd = try tcpDescriptor("setNoDelay")
+        try Socket.setNoDelay(fd, enabled)
+    }
+
+    /// SO_KEEPALIVE, with the idle time before the first probe (TCP_KEEPIDLE, in 1...32767 s).
+    /// - Throws: `StreamError.invalidArgument` for an idle time out of range; `UVError.ENOTSUP`
+    ///   for a Unix socket or a pipe; `StreamError.closed` once closed.
+    public func setKeepAlive(_ enabled: Bool, idleSeconds: Int = 60) throws {
+        guard (1...32767).contains(idleSeconds) else {
+            throw StreamError.invalidArgument("idleSeconds must be in 1...32767 (got \(idleSeconds))")
+        }
+        let fd = try tcpDescriptor("setKeepAlive")
+        try Socket.setKeepAlive(fd, enabled, idleSeconds: Int32(idleSeconds))
+    }
+
+    private func tcpDescriptor(_ operation: String) throws -> Int32 {
+        guard transport.kind == .tcp else {
+            throw UVError(code: UVError.ENOTSUP.code, operation: "\(operation): not a TCP connection")
+        }
+        guard let fd = fileDescriptor else { throw StreamError.closed }
+        return fd
+    }
+
+    /// Sends `count` bytes (nil: up to the end) of the regular file `fd` from `offset`, with
+    /// sendfile(2): the kernel copies the file to the socket, nothing passes through this process
+    /// (asyncio's `loop.sendfile`). Bytes written before go first; bytes written while it runs
+    /// follow it. The file descriptor stays the caller's, and its own offset is not moved.
+    /// - Returns: the bytes sent (fewer than `count` when the file ends first).
+    /// - Throws: `UVError.EINVAL` for a descriptor that is not a regular file, `.EBADF` for one
+    ///   not open; the connection's error (`UVError.EPIPE`, `.ECONNRESET`); `StreamError.closed`;
+    ///   `StreamError.invalidArgument` for a negative offset or count; `CancellationError` (bytes
+    ///   sent by then are gone: the stream is then in the middle of the file).
+    public func sendfile(_ fd: Int32, offset: Int64 = 0, count: Int? = nil) async throws -> Int {
+        let transport = self.transport
+        return try await transport.loop.onLoop { try await transport.sendfile(fd, offset: offset, count: count) }
+    }
 }

@@ -1,0 +1,69 @@
+import Glibc
+
+/// One listening socket of a `Server`, accepted from by hand.
+///
+/// libuv's `uv_listen` accepts every waiting connection as soon as the socket is readable, and
+/// when descriptors run out it accepts and closes them (its "EMFILE trick"), silently. A server
+/// with a connection cap or a descriptor shortage must instead leave connections in the kernel's
+/// backlog until it has room: so a `uv_poll_t` watches the descriptor, and the server calls
+/// `accept()` (accept4) only while it wants more connections, stopping the watch otherwise.
+/// Loop thread only.
+final class Listener {
+    /// The listening descriptor, owned: closed once the poll handle has closed.
+    let fileDescriptor: Int32
+    /// `AF_INET`, `AF_INET6` or `AF_UNIX`.
+    let family: Int32
+    private let poll: UVPoll
+    /// True while the poll watches for waiting connections.
+    private(set) var isWatching = false
+
+    /// Takes ownership of a listening, non-blocking socket.
+    /// - Throws: `UVError` (EEXIST when this loop already watches the descriptor); the descriptor
+    ///   then stays the caller's.
+    init(loop: EventLoop, fileDescriptor: Int32, family: Int32,
+         ready: @escaping () -> Void, closed: @escaping () -> Void) throws(UVError) {
+        self.fileDescriptor = fileDescriptor
+        self.family = family
+        poll = try UVPoll(loop: loop.uvLoop, fileDescriptor: fileDescriptor) { _, _ in ready() }
+        // Strong: the handle drops this closure once it has run.
+        poll.whenClosed = { [self] in
+            closeDescriptor()
+            closed()
+        }
+    }
+
+    private var descriptorClosed = false
+
+    private func closeDescriptor() {
+        guard !descriptorClosed else { return }
+        descriptorClosed = true
+        Glibc.close(fileDescriptor)
+    }
+
+    var isClosing: Bool { poll.isClosing }
+
+    /// Watches for waiting connections (level-triggered: `ready` runs while any wait).
+    func watch() {
+        guard !isWatching, !poll.isClosing else { return }
+        // Fails only for a closed handle, which was checked.
+        isWatching = (try? poll.start(.readable)) != nil
+    }
+
+    /// Stops watching: connections wait in the kernel's backlog.
+    func unwatch() {
+        guard isWatching else { return }
+        isWatching = false
+        poll.stop()
+    }
+
+    /// One waiting connection's descriptor, or a negative errno value (-EAGAIN when none waits).
+    func accept() -> Int32 { Socket.accept(fileDescriptor) }
+
+    /// Closes the poll handle, then at once the descriptor (`uv_close` stops the poll first), so
+    /// the port refuses connections from now on. Idempotent.
+    func close() {
+        isWatching = false
+        poll.close()
+        closeDescriptor()
+    }
+}
