@@ -35,8 +35,8 @@ class Benchmark:
     title: str
     n: int  # the workload size every participant gets
     quick_n: int  # the size for --quick
-    # "run": the participant runs the workload itself (PROGRAM BENCH N). "echo", "http": the
-    # participant is a server (PROGRAM BENCH LOOPS) and run.py's client measures it.
+    # "run": the participant runs the workload itself (PROGRAM BENCH N). "echo", "http", "churn",
+    # "idle": the participant is a server (PROGRAM BENCH LOOPS) and run.py's client measures it.
     kind: str = "run"
     # The participants that take part (None: every one whose `benches` allows it).
     impls: Optional[set] = None
@@ -79,7 +79,20 @@ BENCHMARKS += [
               64, 16, impls={BASELINE, "uvloop", "asyncio"}, repeat=3, table="stall"),
 ]
 
+# Connections (B10, B11): the servers are measured by c/conn_client.c; streams participants only.
+CONNECTION_PEERS = {BASELINE, "SwiftNIO", "uvloop", "asyncio"}
+BENCHMARKS += [
+    Benchmark("B10", "connection churn: 8 workers connect, send 1 KiB, read the echo, close, for n seconds (c/conn_client.c)",
+              5, 2, kind="churn", impls=CONNECTION_PEERS, table="connections"),
+    Benchmark("B11", "idle-connection memory: n connections, each a handler waiting in a read; server Pss after minus before, over n",
+              10_000, 1_000, kind="idle", impls=CONNECTION_PEERS, repeat=3, table="connections"),
+]
+
 ECHO_CONNECTIONS = 8
+CHURN_WORKERS = 8
+CHURN_MESSAGE_BYTES = 1024
+CHURN_WARM_UP_SECONDS = 0.5  # not counted: the server's caches and the client's threads settle
+IDLE_WARM_UP_CONNECTIONS = 100  # B11: opened and closed before the "before" figure
 
 
 @dataclass
@@ -211,6 +224,7 @@ def python_loop(kind, api="streams"):
 
 
 ECHO_CLIENT = None  # B4's client, built by build_tools
+CONN_CLIENT = None  # B10's and B11's client, built by build_conn_client
 
 
 def build_tools():
@@ -220,6 +234,15 @@ def build_tools():
     binary.parent.mkdir(exist_ok=True)
     run_logged(["cc", "-O2", "-o", str(binary), str(HERE / "c" / "echo_client.c")], "echo_client.log")
     ECHO_CLIENT = str(binary)
+
+
+def build_conn_client():
+    """B10's and B11's client (C, threads with blocking sockets)."""
+    global CONN_CLIENT
+    binary = HERE / ".build-c" / "conn_client"
+    binary.parent.mkdir(exist_ok=True)
+    run_logged(["cc", "-O2", "-o", str(binary), str(HERE / "c" / "conn_client.c"), "-lpthread"], "conn_client.log")
+    CONN_CLIENT = str(binary)
 
 
 # Column order of the table. A new participant (say swift-subprocess) is one more entry here.
@@ -310,6 +333,164 @@ def run_echo(participant, bench, n, timeout):
     }
 
 
+def run_churn(participant, bench, n, timeout):
+    """B10: one server; conn_client's 8 workers connect, send 1 KiB, read it back and close, for
+    n seconds after an uncounted warm-up. The client reads the server's CPU time (/proc/PID/stat)
+    at the start and the end of its window, and its own (getrusage)."""
+    if CONN_CLIENT is None:
+        raise RuntimeError("the connection client did not build")
+    process, port = start_server(participant, bench, 1)
+    try:
+        command = [CONN_CLIENT, "churn", str(port), str(CHURN_WORKERS), str(CHURN_MESSAGE_BYTES),
+                   str(CHURN_WARM_UP_SECONDS), str(n), str(process.pid)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"conn_client: {(done.stderr.strip().splitlines() or ['exit %d' % done.returncode])[-1]}")
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited (status {process.returncode}) during the run")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"timed out after {timeout} s")
+    finally:
+        stop_server(process)
+    cycles = result["cycles"]
+    if cycles <= 0:
+        raise RuntimeError("no cycle finished in the window")
+    return {
+        "cycles/s": cycles / result["seconds"],
+        "server CPU us/cycle": result["server_cpu_seconds"] / cycles * 1e6,
+        # The same split: the kernel's share (TCP on loopback) is most of it, and alike for all.
+        "server user CPU us/cycle": result["server_user_seconds"] / cycles * 1e6,
+        "server sys CPU us/cycle": result["server_system_seconds"] / cycles * 1e6,
+        "client CPU us/cycle": result["client_cpu_seconds"] / cycles * 1e6,
+    }
+
+
+def process_cpu_ticks(pid):
+    """utime + stime of a process (every thread), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def socket_count(pid):
+    """The sockets a process holds (entries of /proc/PID/fd linking to "socket:[...]"): its
+    listener and its connections; not the other descriptors a server may open lazily (UVLoop keeps
+    a spare /dev/null for running out of descriptors, for one)."""
+    directory, count = f"/proc/{pid}/fd", 0
+    for entry in os.listdir(directory):
+        try:
+            count += os.readlink(f"{directory}/{entry}").startswith("socket:")
+        except OSError:  # closed meanwhile
+            pass
+    return count
+
+
+def memory_kib(pid):
+    """(Pss, Rss) of a process in KiB: /proc/PID/smaps_rollup (VmRSS of /proc/PID/status for both
+    if the kernel has no smaps_rollup)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            fields = dict(re.findall(r"^(Pss|Rss):\s+(\d+) kB", f.read(), re.M))
+        return int(fields["Pss"]), int(fields["Rss"])
+    except (OSError, KeyError):
+        with open(f"/proc/{pid}/status") as f:
+            rss = int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+        return rss, rss
+
+
+def wait_until(condition, seconds, what):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} within {seconds} s")
+        time.sleep(0.1)
+
+
+def wait_until_quiet(process, seconds=30):
+    """Waits until the server has used at most 1 clock tick of CPU in each of 2 successive 0.5 s
+    intervals: every handler has run up to its pending read, nothing is still being set up."""
+    deadline, quiet = time.monotonic() + seconds, 0
+    ticks = process_cpu_ticks(process.pid)
+    while quiet < 2:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not go quiet within {seconds} s")
+        time.sleep(0.5)
+        now = process_cpu_ticks(process.pid)
+        quiet, ticks = (quiet + 1 if now - ticks <= 1 else 0), now
+
+
+class IdleClient:
+    """conn_client idle: opens `count` connections, sends nothing, holds them until stdin closes."""
+
+    def __init__(self, port, count, timeout):
+        self.process = subprocess.Popen([CONN_CLIENT, "idle", str(port), str(count)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready, _, _ = select_module.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            error = (self.process.stderr.read() or "").strip().splitlines()
+            raise RuntimeError(f"conn_client idle: {(error or ['no answer in %.0f s' % timeout])[-1]}")
+        self.result = json.loads(line)
+
+    def close(self):
+        """Closes its stdin: it closes every connection and exits."""
+        if self.process.stdin and not self.process.stdin.closed:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_idle(participant, bench, n, timeout):
+    """B11: the server's memory with n idle connections (each a handler waiting in a read), over n.
+
+    After the server listens, a warm-up of IDLE_WARM_UP_CONNECTIONS connections is opened, accepted
+    and closed; once the server is quiet, "before" is its Pss. Then the client opens n connections
+    (paced on the server's accept queue) and sends nothing; run.py waits until the server holds a
+    socket for each of them and has gone quiet, and reads "after"."""
+    if CONN_CLIENT is None:
+        raise RuntimeError("the connection client did not build")
+    process, port = start_server(participant, bench, 1)
+    client = None
+    try:
+        pid = process.pid
+        listening = socket_count(pid)
+        warm = min(IDLE_WARM_UP_CONNECTIONS, max(n // 10, 1))
+        client = IdleClient(port, warm, timeout)
+        wait_until(lambda: socket_count(pid) >= listening + warm, 30, f"the server did not accept {warm} warm-up connections")
+        wait_until_quiet(process)
+        client.close()
+        client = None
+        wait_until(lambda: socket_count(pid) <= listening, 30, "the server did not close the warm-up connections")
+        wait_until_quiet(process)
+        before_sockets, (before_pss, before_rss) = socket_count(pid), memory_kib(pid)
+
+        client = IdleClient(port, n, timeout)
+        try:
+            wait_until(lambda: socket_count(pid) - before_sockets >= n, 60, f"the server did not accept all {n} connections")
+        except RuntimeError as error:
+            raise RuntimeError(f"{error} (it holds {socket_count(pid) - before_sockets} more sockets)")
+        wait_until_quiet(process)
+        after_pss, after_rss = memory_kib(pid)
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited (status {process.returncode}) during the run")
+        if not client.result.get("paced"):
+            NOTES.setdefault((participant.name, bench.id), []).append(
+                "conn_client could not read the accept queue (sock_diag): connects were not paced")
+    finally:
+        if client is not None:
+            client.close()
+        stop_server(process)
+    return {
+        "Pss bytes/conn": (after_pss - before_pss) * 1024 / n,
+        "RSS bytes/conn": (after_rss - before_rss) * 1024 / n,
+    }
+
+
 WRK_THREADS = 2
 WRK_CONNECTIONS = 64
 
@@ -382,6 +563,10 @@ def run_once(participant, bench, n, timeout):
         return run_echo(participant, bench, n, timeout)
     if bench.kind == "http":
         return run_http(participant, bench, n, timeout)
+    if bench.kind == "churn":
+        return run_churn(participant, bench, n, timeout)
+    if bench.kind == "idle":
+        return run_idle(participant, bench, n, timeout)
     try:
         done = subprocess.run(participant.command + [bench.id, str(n)], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -567,6 +752,43 @@ def print_supervision_targets(rows):
         print(f"  {what.ljust(width)}  {figures}{verdict}")
 
 
+def print_connection_targets(rows):
+    """B10's and B11's targets: UVLoop against SwiftNIO and uvloop."""
+
+    def cell(bench, metric, impl=BASELINE):
+        return rows.get((bench, metric), {}).get(impl)
+
+    checks = []  # (what, the figures, the target or "-", met)
+
+    def ratio(what, bench, metric, peer, target, at_least, unit, digits):
+        mine, theirs = cell(bench, metric), cell(bench, metric, peer)
+        if mine is None or theirs is None or mine <= 0 or theirs <= 0:
+            return
+        value = mine / theirs
+        if unit == "/s":
+            figures = f"{value:.2f}x ({format_value('/s', mine)} / {format_value('/s', theirs)} cycles/s)"
+        else:
+            figures = f"{value:.2f}x ({mine:.{digits}f} / {theirs:.{digits}f} {unit})"
+        if target is None:
+            checks.append((what + " (no target)", figures, "-", True))
+        else:
+            checks.append((what, figures, f"{'>=' if at_least else '<='} {target}x",
+                           value >= target if at_least else value <= target))
+
+    ratio("B10 server CPU per cycle, UVLoop / SwiftNIO", "B10", "server CPU us/cycle", "SwiftNIO", 0.75, False, "µs", 1)
+    ratio("B10 server CPU per cycle, UVLoop / uvloop", "B10", "server CPU us/cycle", "uvloop", 0.65, False, "µs", 1)
+    ratio("B10 cycles/s, UVLoop / SwiftNIO", "B10", "cycles/s", "SwiftNIO", 1.1, True, "/s", 0)
+    ratio("B11 Pss per connection, UVLoop / SwiftNIO", "B11", "Pss bytes/conn", "SwiftNIO", 1.0, False, "bytes", 0)
+    ratio("B11 Pss per connection, UVLoop / uvloop", "B11", "Pss bytes/conn", "uvloop", None, False, "bytes", 0)
+    if not checks:
+        return
+    print("\nConnection targets (UVLoop):")
+    width = max(len(check[0]) for check in checks)
+    for what, figures, target, met in checks:
+        verdict = "" if target == "-" else f", target {target}: {'met' if met else 'NOT met'}"
+        print(f"  {what.ljust(width)}  {figures}{verdict}")
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description="Run the UVLoop benchmarks (see README.md).")
     parser.add_argument("--only", help="comma-separated benchmark ids, e.g. B1,B3 (default: all)")
@@ -621,6 +843,11 @@ def main():
             build_tools()
         except BuildError as error:
             print(f"  echo client: {error}", file=sys.stderr)
+    if any(b.kind in ("churn", "idle") for b in benchmarks):
+        try:
+            build_conn_client()
+        except BuildError as error:
+            print(f"  connection client: {error}", file=sys.stderr)
 
     for participant in participants:
         print(f"building {participant.name} ...", file=sys.stderr, flush=True)
@@ -676,6 +903,7 @@ def main():
     print_scaling(rows, participants)
     print_spawn_targets(rows)
     print_supervision_targets(rows)
+    print_connection_targets(rows)
 
     notes = [f"  {p.name}: {p.failure}" for p in participants if p.failure]
     notes += [f"  {p.name} on {bench}: {why}" for p in participants for bench, why in p.failures.items()]

@@ -1,8 +1,9 @@
 """asyncio and uvloop participants.
 
 Usage: python3 bench_asyncio.py --loop asyncio|uvloop [--api streams|protocol] BENCH N
-  BENCH is B1, B2, B3, B5 or B5b (N: the workload size), or a server benchmark, B4 (TCP echo) or B4b (HTTP
-  hello), where N is the number of loops (B4b: processes sharing the port with SO_REUSEPORT).
+  BENCH is B1, B2, B3, B5 or B5b (N: the workload size), or a server benchmark, B4 (TCP echo), B4b (HTTP
+  hello), B10 (connection churn: 1 KiB echo per connection) or B11 (idle connections), where N is the
+  number of loops (B4b: processes sharing the port with SO_REUSEPORT).
   A server prints "listening on 127.0.0.1:PORT" and serves until SIGTERM; run.py's client measures.
 Prints one JSON line per metric, like every other participant.
 """
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import socket
 import sys
@@ -134,6 +136,35 @@ async def echo_stream_handler(reader, writer):
     writer.close()
 
 
+async def churn_stream_handler(reader, writer):
+    """B10: reads 1 KiB at a time and echoes it until EOF (UVLoop's B10 handler does the same)."""
+    try:
+        while True:
+            data = await reader.read(1024)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    writer.close()
+
+
+async def idle_stream_handler(reader, writer):
+    """B11: one read that stays pending while the connection is idle (the client sends nothing)."""
+    try:
+        await reader.read(1024)
+    except ConnectionError:
+        pass
+    writer.close()
+
+
+def raise_descriptor_limit():
+    """B11 holds 10,000 connections: the soft RLIMIT_NOFILE goes up to the hard limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 HELLO = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!"
 HELLO_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!"
 
@@ -177,8 +208,17 @@ async def serve_until_sigterm(loop, start, port=0):
 
 
 def run_server(kind, api, bench, loops):
-    """Serves B4 (echo) or B4b (hello) until SIGTERM, with `loops` processes for B4b."""
-    if bench == "B4":
+    """Serves B4 (echo), B4b (hello), B10 (churn) or B11 (idle) until SIGTERM, with `loops` processes
+    for B4b."""
+    if bench in ("B10", "B11"):
+        # The backlog UVLoop's and SwiftNIO's servers listen with (asyncio's default is 100).
+        handler = churn_stream_handler if bench == "B10" else idle_stream_handler
+        if bench == "B11":
+            raise_descriptor_limit()
+
+        def start(port):
+            return asyncio.start_server(handler, "127.0.0.1", port, backlog=511)
+    elif bench == "B4":
         if api == "protocol":
             def start(port):
                 return asyncio.get_running_loop().create_server(EchoProtocol, "127.0.0.1", port)
@@ -354,7 +394,7 @@ def b9_spawn_stall(loop, n):
 
 BENCHMARKS = {"B1": b1_call_soon, "B2": b2_timers, "B3": b3_cross_thread, "B9": b9_spawn_stall}
 BENCHMARKS.update({"B5": b5_spawn, "B5b": b5b_spawn_big_parent})
-SERVERS = {"B4", "B4b"}
+SERVERS = {"B4", "B4b", "B10", "B11"}
 
 
 def main():

@@ -109,6 +109,14 @@ func echoServer(loops: Int) throws -> [Measurement] {
     }
 }
 
+/// B11: idle connections, each a channel with B4's echo handler, waiting for a read the client
+/// never sends. RLIMIT_NOFILE is raised to its hard limit first. (B10, connection churn, is B4's
+/// echo server as it is.)
+func idleServer(loops: Int) throws -> [Measurement] {
+    raiseDescriptorLimit()
+    return try echoServer(loops: loops)
+}
+
 func httpHelloServer(loops: Int) throws -> [Measurement] {
     try serve(threads: loops) { channel in
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)

@@ -10,5 +10,7 @@ runParticipant(
         "B8": executorHops,
         "B4": echoServer,
         "B4b": httpHelloServer,
+        "B10": echoServer,
+        "B11": idleServer,
     ]
 )

@@ -15,5 +15,7 @@ runParticipant(
         "B7": memoryFootprint,
         "B5c": supervisionCosts,
         "B9": spawnStall,
+        "B10": churnServer,
+        "B11": idleServer,
     ]
 )
