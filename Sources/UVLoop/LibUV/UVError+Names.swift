@@ -35,6 +35,8 @@ extension UVError: CustomStringConvertible {
     public static let EADDRINUSE = UVError(code: UV_EADDRINUSE.rawValue)
     /// Address not available.
     public static let EADDRNOTAVAIL = UVError(code: UV_EADDRNOTAVAIL.rawValue)
+    /// Address family not supported (a socket of another family than IPv4, IPv6 or Unix).
+    public static let EAFNOSUPPORT = UVError(code: UV_EAFNOSUPPORT.rawValue)
     /// Resource temporarily unavailable (out of processes or threads, for one).
     public static let EAGAIN = UVError(code: UV_EAGAIN.rawValue)
     /// Unknown host or service name.
@@ -69,6 +71,8 @@ extension UVError: CustomStringConvertible {
     public static let ENOTCONN = UVError(code: UV_ENOTCONN.rawValue)
     /// Not a terminal (`setTerminalSize` on a child without a pseudo-terminal).
     public static let ENOTTY = UVError(code: UV_ENOTTY.rawValue)
+    /// Socket operation on non-socket (`startServer(socket:)` given a pipe, say).
+    public static let ENOTSOCK = UVError(code: UV_ENOTSOCK.rawValue)
     /// Operation not supported.
     public static let ENOTSUP = UVError(code: UV_ENOTSUP.rawValue)
     /// End of file.

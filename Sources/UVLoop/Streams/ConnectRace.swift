@@ -11,7 +11,7 @@ final class ConnectRace: Sendable {
         /// The addresses not tried yet, in order.
         var queue: ArraySlice<UVSocketAddress>
         /// Attempts in flight, by their index.
-        var running: [Int: UVTCP] = [:]
+        var running: [Int: (tcp: UVTCP, address: UVSocketAddress)] = [:]
         var started = 0
         var failures: [(address: SocketAddress, error: UVError)] = []
         var continuation: UnsafeContinuation<Void, any Error>?
@@ -90,7 +90,7 @@ final class ConnectRace: Sendable {
             state.value.started += 1
             do {
                 let tcp = try start(address, index: index)
-                state.value.running[index] = tcp
+                state.value.running[index] = (tcp, address)
                 if let staggerDelay, !state.value.queue.isEmpty {
                     state.value.staggerTimer = state.loop.callLater(staggerDelay) { [self] in launchNext() }
                 }
@@ -121,7 +121,7 @@ final class ConnectRace: Sendable {
 
     private func attemptDidFinish(_ index: Int, address: UVSocketAddress, status: Int32) {
         // A loser closed by `finish` completes with ECANCELED: nothing more to do.
-        guard !state.value.finished, let tcp = state.value.running.removeValue(forKey: index) else { return }
+        guard !state.value.finished, let tcp = state.value.running.removeValue(forKey: index)?.tcp else { return }
         if status == 0 {
             finish(.success(tcp))
             return
@@ -140,7 +140,7 @@ final class ConnectRace: Sendable {
         state.value.staggerTimer = nil
         state.value.deadlineTimer = nil
         let winner = try? result.get()
-        for tcp in state.value.running.values where tcp !== winner { tcp.close() }
+        for attempt in state.value.running.values where attempt.tcp !== winner { attempt.tcp.close() }
         state.value.running = [:]
         state.value.queue = []
         let continuation = state.value.continuation
@@ -161,8 +161,9 @@ final class ConnectRace: Sendable {
         var parts = failures.map { "\($0.address): \($0.error.name) (\($0.error.message))" }
         let code: Int32
         if let timedOut {
-            let pending = state.value.running.count
-            parts.append("no connection within \(timedOut) s" + (pending > 0 ? " (\(pending) attempt(s) still waiting)" : ""))
+            let waiting = state.value.running.sorted { $0.key < $1.key }.map { SocketAddress($0.value.address) }
+            parts += waiting.map { "\($0): no answer within \(timedOut) s" }
+            parts += state.value.queue.map { "\(SocketAddress($0)): not tried before the deadline" }
             code = UVError.ETIMEDOUT.code
         } else if let first = failures.first {
             code = first.error.code

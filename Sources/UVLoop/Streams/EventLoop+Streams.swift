@@ -69,7 +69,7 @@ extension EventLoop {
     /// - Throws: `UVError` (ENOTSOCK for a descriptor that is not a socket, EBADF for one not
     ///   open, EINVAL for a socket that does not listen or is not a stream, EAFNOSUPPORT for
     ///   another family, EEXIST when this loop already watches it): the descriptor then stays
-    ///   the caller's. `StreamError.invalidArgument` for a bad limit, cap or timeout.
+    ///   the caller's. `EventLoopError.invalidArgument` for a bad limit, cap or timeout.
     public func startServer(socket fd: Int32, limit: Int = 65_536, maxConnections: Int? = nil,
                             idleTimeout: Double? = nil, startServing: Bool = true,
                             _ handler: @escaping @Sendable (StreamReader, StreamWriter) async -> Void) async throws -> Server {
@@ -114,19 +114,15 @@ extension EventLoop {
     /// - Returns: the connection's reader and writer.
     /// - Throws: `UVError` (ECONNREFUSED, ETIMEDOUT, ENETUNREACH: the first address's failure,
     ///   with every address's failure in the text; EAI_NONAME for an unknown host; EINVAL for a
-    ///   port out of range or a NUL byte in a name); `StreamError.invalidArgument` for a limit
-    ///   below 1 or a delay or timeout that is NaN or negative; `EventLoopError.loopClosed`;
+    ///   port out of range or a NUL byte in a name); `EventLoopError.invalidArgument` for a limit
+    ///   below 1, a delay that is NaN or negative, a timeout that is NaN, negative or 0; `EventLoopError.loopClosed`;
     ///   `CancellationError`.
     public func openConnection(host: String, port: Int, limit: Int = 65_536, localAddress: String? = nil,
                                happyEyeballsDelay: Double? = 0.25,
                                connectTimeout: Double? = nil) async throws -> (StreamReader, StreamWriter) {
-        guard limit >= 1 else { throw StreamError.invalidArgument("limit must be at least 1 (got \(limit))") }
-        if let happyEyeballsDelay, !(happyEyeballsDelay >= 0) {
-            throw StreamError.invalidArgument("happyEyeballsDelay must be 0 or more seconds (got \(happyEyeballsDelay))")
-        }
-        if let connectTimeout, !(connectTimeout > 0) {
-            throw StreamError.invalidArgument("connectTimeout must be a positive number of seconds (got \(connectTimeout))")
-        }
+        guard limit >= 1 else { throw EventLoopError.invalidArgument }
+        if let happyEyeballsDelay, !(happyEyeballsDelay >= 0) { throw EventLoopError.invalidArgument }
+        if let connectTimeout, !(connectTimeout > 0) { throw EventLoopError.invalidArgument }
         let addresses = try await socketAddresses(host, port: port, socketType: UVSocketType.stream, passive: false)
         var local: [UVSocketAddress] = []
         if let localAddress {
@@ -158,10 +154,10 @@ extension EventLoop {
     /// streams own the descriptor from then on (made non-blocking and close-on-exec).
     /// - Throws: `UVError` (ENOTSOCK, EBADF, EINVAL for a listening socket or one that is not a
     ///   stream, ENOTCONN for one not connected, EAFNOSUPPORT, EEXIST when this loop already
-    ///   watches it): the descriptor then stays the caller's. `StreamError.invalidArgument` for
-    ///   a limit below 1.
+    ///   watches it): the descriptor then stays the caller's. `EventLoopError.invalidArgument`
+    ///   for a limit below 1.
     public func openConnection(socket fd: Int32, limit: Int = 65_536) async throws -> (StreamReader, StreamWriter) {
-        guard limit >= 1 else { throw StreamError.invalidArgument("limit must be at least 1 (got \(limit))") }
+        guard limit >= 1 else { throw EventLoopError.invalidArgument }
         let info = try Socket.info(fd, "openConnection(socket:)")
         guard info.isStream, !info.listening else {
             throw UVError(code: UVError.EINVAL.code,

@@ -32,18 +32,14 @@ public final class Server: Sendable {
         var maxConnections: Int?
         var idleTimeout: Double?
 
-        /// - Throws: `StreamError.invalidArgument` for a limit or a cap below 1, or a timeout that
-        ///   is not a positive number (+infinity means none).
+        /// - Throws: `EventLoopError.invalidArgument` for a limit or a cap below 1, or a timeout
+        ///   that is not a positive number (+infinity means none).
         func validated() throws -> Options {
-            guard limit >= 1 else { throw StreamError.invalidArgument("limit must be at least 1 (got \(limit))") }
-            if let maxConnections, maxConnections < 1 {
-                throw StreamError.invalidArgument("maxConnections must be at least 1 (got \(maxConnections))")
-            }
+            guard limit >= 1 else { throw EventLoopError.invalidArgument }
+            if let maxConnections, maxConnections < 1 { throw EventLoopError.invalidArgument }
             var options = self
             if let idleTimeout {
-                guard idleTimeout > 0 else {   // NaN fails this too
-                    throw StreamError.invalidArgument("idleTimeout must be a positive number of seconds (got \(idleTimeout))")
-                }
+                guard idleTimeout > 0 else { throw EventLoopError.invalidArgument }   // NaN fails this too
                 if idleTimeout.isInfinite { options.idleTimeout = nil }
             }
             return options

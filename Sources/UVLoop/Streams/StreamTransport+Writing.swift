@@ -26,6 +26,10 @@ extension StreamTransport {
             let chunk = takeSpareChunk(minimumCapacity: bytes.count - written)
             chunk.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))
             submit(chunk)
+        } else if let ticket = sendfileQueue.last {
+            // A sendfile waits its turn: what is written after it goes after its file.
+            ticket.append(bytes)
+            bytesBehindSendfiles += bytes.count
         } else {
             if pending == nil { pending = takeSpareChunk(minimumCapacity: bytes.count) }
             pending!.append(bytes)
@@ -33,7 +37,7 @@ extension StreamTransport {
         updateWritePause()
     }
 
-    private func takeSpareChunk(minimumCapacity: Int) -> ByteChunk {
+    fileprivate func takeSpareChunk(minimumCapacity: Int) -> ByteChunk {
         if let chunk = spare {
             spare = nil
             return chunk
@@ -76,7 +80,11 @@ extension StreamTransport {
 
     /// Everything written has been handed to the kernel: a requested EOF or close can go ahead.
     fileprivate func flushed() {
-        if !flushWaiters.isEmpty { resumeFlushWaiters() }
+        // A sendfile waiting its turn goes before a pending EOF or close.
+        if !sendfileQueue.isEmpty {
+            startNextSendfile()
+            return
+        }
         switch writeState {
         case .eofPending:
             shutdownWrites()
@@ -203,33 +211,53 @@ extension StreamTransport {
 }
 
 /// `StreamWriter.sendfile`: file bytes handed to the kernel with sendfile(2), no copy through user
-/// space. Bytes written before it go first; bytes written while it runs are queued behind it (a
-/// sentinel chunk stands "in flight" meanwhile, so `close()`, `writeEOF()` and `drain()` wait for
-/// it as for a write). When the socket is full, a poll on a duplicate of its descriptor (libuv
-/// watches the original for reading) waits until it is writable. Loop thread only.
+/// space, in order with the writes around it. While a sendfile runs, a sentinel chunk stands "in
+/// flight", so later writes coalesce into `pending` behind it, and `close()`, `writeEOF()` and
+/// `drain()` wait for it as for a write. A sendfile called while bytes are still in flight takes a
+/// ticket in `sendfileQueue`: bytes written after it collect in its ticket, and its turn comes when
+/// everything before it has been handed to the kernel (`flushed()`). When the socket is full, a
+/// poll on a duplicate of its descriptor (libuv watches the original for reading) waits until it
+/// is writable. Loop thread only.
+final class SendfileTicket {
+    let id: UInt64
+    var continuation: UnsafeContinuation<Void, any Error>?
+    /// Bytes written after this sendfile was called (and before the next one).
+    var trailing: ByteChunk?
+    /// Set when its turn comes: the chunk that stands in flight while it runs.
+    var sentinel: ByteChunk?
+
+    init(id: UInt64) { self.id = id }
+
+    func append(_ bytes: UnsafeRawBufferPointer) {
+        if trailing == nil { trailing = ByteChunk(capacity: bytes.count) }
+        trailing!.append(bytes)
+    }
+}
+
 extension StreamTransport {
     func sendfile(_ file: Int32, offset: Int64, count: Int?) async throws -> Int {
         try loop.checkLoopThread()
-        guard offset >= 0 else { throw StreamError.invalidArgument("sendfile offset must be 0 or more (got \(offset))") }
-        if let count, count < 0 { throw StreamError.invalidArgument("sendfile count must be 0 or more (got \(count))") }
+        guard offset >= 0, (count ?? 0) >= 0 else { throw EventLoopError.invalidArgument }
         try Socket.checkRegularFile(file, "sendfile")
         try checkWritable()
-        if inFlight != nil {
-            // What was written before goes first.
-            let id = makeWaiterID()
+        let sentinel: ByteChunk
+        if inFlight == nil {
+            sentinel = ByteChunk(capacity: 0)
+            inFlight = sentinel
+        } else {
+            // What was written before goes first: wait for the turn.
+            let ticket = SendfileTicket(id: makeWaiterID())
+            let ticketID = ticket.id
+            sendfileQueue.append(ticket)
             try await suspend { (continuation: UnsafeContinuation<Void, any Error>) in
-                flushWaiters.append((id, continuation))
+                ticket.continuation = continuation
             } onCancel: { [self] in
-                if let index = flushWaiters.firstIndex(where: { $0.id == id }) {
-                    flushWaiters.remove(at: index).continuation.resume(throwing: CancellationError())
-                }
+                withdraw(ticketID: ticketID)
             }
             try loop.checkLoopThread()
-            try checkWritable()
+            guard let started = ticket.sentinel else { throw writeFailure ?? StreamError.closed }
+            sentinel = started
         }
-        if count == 0 || inFlight != nil { return 0 }
-        let sentinel = ByteChunk(capacity: 0)
-        inFlight = sentinel
         defer { sendfileDidEnd(sentinel) }
         var position = offset
         var sent = 0
@@ -258,6 +286,52 @@ extension StreamTransport {
         case .open: return
         case .failed(let error): throw error
         default: throw StreamError.closed
+        }
+    }
+
+    /// The first waiting sendfile's turn: the bytes written after it become `pending` (they go
+    /// once its file is sent). Called by `flushed()`, when nothing is in flight or pending.
+    func startNextSendfile() {
+        let ticket = sendfileQueue.removeFirst()
+        let sentinel = ByteChunk(capacity: 0)
+        ticket.sentinel = sentinel
+        inFlight = sentinel
+        if let trailing = ticket.trailing {
+            ticket.trailing = nil
+            bytesBehindSendfiles -= trailing.count
+            pending = trailing
+        }
+        ticket.continuation?.resume()
+        ticket.continuation = nil
+    }
+
+    /// A waiting sendfile was cancelled: its place goes, the bytes written after it keep theirs.
+    private func withdraw(ticketID: UInt64) {
+        guard let index = sendfileQueue.firstIndex(where: { $0.id == ticketID }) else { return }
+        let ticket = sendfileQueue.remove(at: index)
+        if let trailing = ticket.trailing {
+            ticket.trailing = nil
+            if index > 0 {
+                sendfileQueue[index - 1].append(trailing.bytes)
+            } else {
+                bytesBehindSendfiles -= trailing.count
+                if pending == nil { pending = takeSpareChunk(minimumCapacity: trailing.count) }
+                pending!.append(trailing.bytes)
+            }
+        }
+        ticket.continuation?.resume(throwing: CancellationError())
+        ticket.continuation = nil
+    }
+
+    /// The connection closed or failed: every waiting sendfile throws.
+    func failSendfileQueue() {
+        let tickets = sendfileQueue
+        sendfileQueue = []
+        bytesBehindSendfiles = 0
+        let failure = writeFailure ?? StreamError.closed
+        for ticket in tickets {
+            ticket.continuation?.resume(throwing: failure)
+            ticket.continuation = nil
         }
     }
 
@@ -298,17 +372,8 @@ extension StreamTransport {
         if let error { wait.continuation.resume(throwing: error) } else { wait.continuation.resume() }
     }
 
-    /// Resumes every wait for the write queue to empty: with the failure once closed or failed.
-    func resumeFlushWaiters() {
-        let waiters = flushWaiters
-        flushWaiters = []
-        let failure: (any Error)? = state == .open ? nil : (writeFailure ?? StreamError.closed)
-        for waiter in waiters {
-            if let failure { waiter.continuation.resume(throwing: failure) } else { waiter.continuation.resume() }
-        }
-    }
-
-    /// Hands the write side back: what was queued meanwhile goes now, or a pending EOF or close.
+    /// Hands the write side back: what was queued meanwhile goes now, then the next sendfile, or
+    /// a pending EOF or close.
     private func sendfileDidEnd(_ sentinel: ByteChunk) {
         guard inFlight === sentinel else { return }
         inFlight = nil

@@ -137,8 +137,10 @@ final class StreamTransport: @unchecked Sendable {
     /// asyncio's "paused writing": set above `highWater`, cleared at or below `lowWater`.
     @exclusivity(unchecked) var writingPaused = false
     var drainWaiters: [(id: UInt64, continuation: UnsafeContinuation<Void, any Error>)] = []
-    /// `sendfile` waiting for the bytes written before it to be handed to the kernel.
-    var flushWaiters: [(id: UInt64, continuation: UnsafeContinuation<Void, any Error>)] = []
+    /// Sendfiles waiting for the bytes written before them to be handed to the kernel, in order.
+    var sendfileQueue: [SendfileTicket] = []
+    /// Bytes written behind waiting sendfiles (in their tickets), for `drain()`'s count.
+    var bytesBehindSendfiles = 0
     /// `sendfile` waiting for the socket to be writable.
     var writableWait: (poll: UVPoll, continuation: UnsafeContinuation<Void, any Error>)?
     @exclusivity(unchecked) var nextWaiterID: UInt64 = 0
@@ -194,7 +196,7 @@ final class StreamTransport: @unchecked Sendable {
     }
 
     /// The byte count `drain()` looks at: in flight plus pending.
-    var writeBufferSize: Int { (inFlight?.count ?? 0) + (pending?.count ?? 0) }
+    var writeBufferSize: Int { (inFlight?.count ?? 0) + (pending?.count ?? 0) + bytesBehindSendfiles }
 
     /// The error every later write and drain throws, once the write side failed.
     var writeFailure: (any Error)? {
@@ -322,7 +324,7 @@ final class StreamTransport: @unchecked Sendable {
         }
         wakeReader()
         resumeDrainWaiters()
-        if !flushWaiters.isEmpty { resumeFlushWaiters() }
+        if !sendfileQueue.isEmpty { failSendfileQueue() }
         pending = nil
         spare = nil
         inFlight = nil

@@ -176,12 +176,10 @@ public final class StreamWriter: Sendable {
     }
 
     /// SO_KEEPALIVE, with the idle time before the first probe (TCP_KEEPIDLE, in 1...32767 s).
-    /// - Throws: `StreamError.invalidArgument` for an idle time out of range; `UVError.ENOTSUP`
+    /// - Throws: `EventLoopError.invalidArgument` for an idle time out of range; `UVError.ENOTSUP`
     ///   for a Unix socket or a pipe; `StreamError.closed` once closed.
     public func setKeepAlive(_ enabled: Bool, idleSeconds: Int = 60) throws {
-        guard (1...32767).contains(idleSeconds) else {
-            throw StreamError.invalidArgument("idleSeconds must be in 1...32767 (got \(idleSeconds))")
-        }
+        guard (1...32767).contains(idleSeconds) else { throw EventLoopError.invalidArgument }
         let fd = try tcpDescriptor("setKeepAlive")
         try Socket.setKeepAlive(fd, enabled, idleSeconds: Int32(idleSeconds))
     }
@@ -201,7 +199,7 @@ public final class StreamWriter: Sendable {
     /// - Returns: the bytes sent (fewer than `count` when the file ends first).
     /// - Throws: `UVError.EINVAL` for a descriptor that is not a regular file, `.EBADF` for one
     ///   not open; the connection's error (`UVError.EPIPE`, `.ECONNRESET`); `StreamError.closed`;
-    ///   `StreamError.invalidArgument` for a negative offset or count; `CancellationError` (bytes
+    ///   `EventLoopError.invalidArgument` for a negative offset or count; `CancellationError` (bytes
     ///   sent by then are gone: the stream is then in the middle of the file).
     public func sendfile(_ fd: Int32, offset: Int64 = 0, count: Int? = nil) async throws -> Int {
         let transport = self.transport
