@@ -79,7 +79,11 @@ let package = Package(
         // The command line and the N-loop serving that echo-server and http-hello share.
         .target(
             name: "ServerExampleSupport",
-            dependencies: ["UVLoop", argumentParser],
+            dependencies: [
+                "UVLoop", "UVLoopServiceLifecycle", argumentParser,
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "examples/server-support"
         ),
     ] + examples.map { name in

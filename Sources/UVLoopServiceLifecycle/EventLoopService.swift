@@ -5,22 +5,23 @@ import UVLoop
 
 /// Runs event loops as a swift-service-lifecycle `Service`: one OS thread per loop, each loop set
 /// as its thread's loop in the policy, until graceful shutdown (SIGTERM through a `ServiceGroup`)
-/// or cancellation; then the loops stop, their threads end, and the loops close.
+/// or cancellation; then the servers it manages shut down (`Server.shutdown(gracePeriod:)`), the
+/// loops stop, their threads end, and the loops close.
 ///
+/// Serving one port on every loop is one call (`startServers`): each loop gets its own listening
+/// socket on the port (SO_REUSEPORT), and the kernel spreads the connections over them.
 /// ```swift
-/// let service = try EventLoopService(loops: 2)
-/// for loop in service.loops {
-///     // Work scheduled before `run()` starts once the loops run.
-///     loop.createTask {
-///         let server = try await loop.startServer(host: "127.0.0.1", port: 8080, reusePort: true) { reader, writer in
-///             while let chunk = try? await reader.read(65536), !chunk.isEmpty { try? writer.write(chunk) }
-///         }
-///         await server.waitClosed()
-///     }
-/// }
+/// let service = try EventLoopService(loops: 2, gracePeriod: 10)
 /// let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint],
 ///                          logger: Logger(label: "server"))
-/// try await group.run()
+/// try await withThrowingDiscardingTaskGroup { tasks in
+///     tasks.addTask { try await group.run() }
+///     let servers = try await service.startServers(host: "127.0.0.1", port: 8080, maxConnections: 10_000,
+///                                                  idleTimeout: 60) { loopIndex, reader, writer in
+///         while let chunk = try? await reader.read(65536), !chunk.isEmpty { try? writer.write(chunk) }
+///     }
+///     print("listening on port", servers[0].port)
+/// }
 /// ```
 ///
 /// The loops exist from `init` on, so other services can schedule work on them before `run()`
@@ -28,19 +29,117 @@ import UVLoop
 public final class EventLoopService: Service, Sendable {
     /// The loops this service runs, one thread each.
     public let loops: [EventLoop]
+    /// Seconds the managed servers' handlers get to finish on graceful shutdown.
+    public let gracePeriod: Double
     private let logger: Logger
+    private let servers = Guarded<[Server]>([])
 
     /// Creates `count` new loops (through the policy's `newEventLoop()`).
+    /// - Parameter gracePeriod: what `Server.shutdown(gracePeriod:)` gets for each managed
+    ///   server on graceful shutdown.
     /// - Throws: `UVError` when a loop cannot be created.
-    public init(loops count: Int = 1, logger: Logger = Logger(label: "uvloop.service")) throws {
+    public init(loops count: Int = 1, gracePeriod: Double = 10, logger: Logger = Logger(label: "uvloop.service")) throws {
         self.loops = try (0..<max(count, 1)).map { _ in try newEventLoop() }
+        self.gracePeriod = gracePeriod
         self.logger = logger
     }
 
     /// Runs existing loops (not running, not closed).
-    public init(running loops: [EventLoop], logger: Logger = Logger(label: "uvloop.service")) {
+    public init(running loops: [EventLoop], gracePeriod: Double = 10, logger: Logger = Logger(label: "uvloop.service")) {
         self.loops = loops
+        self.gracePeriod = gracePeriod
         self.logger = logger
+    }
+
+    /// Shuts `server` down (with `gracePeriod`) on graceful shutdown, before the loops stop.
+    /// `startServers` calls it for the servers it starts.
+    public func manage(_ server: Server) {
+        servers.withLock { $0.append(server) }
+    }
+
+    /// Serves `host`/`port` on every loop: one server per loop, each listening on the port with
+    /// SO_REUSEPORT (when there is more than one loop), so the kernel spreads connections over
+    /// the loops' threads; with port 0, the first loop's server picks the port and the others
+    /// join it. The servers are managed: graceful shutdown shuts them down with `gracePeriod`.
+    /// Call it once `run()` has started (from another task of the service group), or before it:
+    /// it then completes once the loops run.
+    /// - Parameters:
+    ///   - maxConnections: the cap for all loops together: each loop's server takes its share
+    ///     (rounded up).
+    ///   - handler: runs once per connection, on the loop that accepted it (`loopIndex` in
+    ///     `loops`).
+    /// - Returns: the servers, in the order of `loops`.
+    /// - Throws: what `EventLoop.startServer` throws; servers already started are closed then.
+    @discardableResult
+    public func startServers(host: String, port: Int, backlog: Int32 = 511, limit: Int = 65_536,
+                             maxConnections: Int? = nil, idleTimeout: Double? = nil,
+                             _ handler: @escaping @Sendable (_ loopIndex: Int, StreamReader, StreamWriter) async -> Void)
+        async throws -> [Server] {
+        let share = try maxConnections.map { total -> Int in
+            guard total >= 1 else { throw EventLoopError.invalidArgument }
+            return (total + loops.count - 1) / loops.count
+        }
+        var started: [Server] = []
+        do {
+            var boundPort = port
+            for (index, loop) in loops.enumerated() {
+                let server = try await loop.startServer(host: host, port: boundPort, backlog: backlog,
+                                                        reusePort: loops.count > 1, limit: limit,
+                                                        maxConnections: share, idleTimeout: idleTimeout) { reader, writer in
+                    await handler(index, reader, writer)
+                }
+                started.append(server)
+                boundPort = server.port
+            }
+        } catch {
+            for server in started { server.close() }
+            throw error
+        }
+        for server in started { manage(server) }
+        return started
+    }
+
+    /// Serves a listening socket made elsewhere (`EventLoop.inheritedListeners()`, systemd's
+    /// `LISTEN_FDS`) on every loop: the first loop takes `socket`, each other loop a duplicate of
+    /// it (they share the socket's one backlog). Managed as `startServers(host:port:)`'s.
+    /// - Throws: what `EventLoop.startServer(socket:)` throws; on failure `socket` is closed
+    ///   unless the first loop refused it (then it stays the caller's).
+    @discardableResult
+    public func startServers(socket: Int32, limit: Int = 65_536, maxConnections: Int? = nil, idleTimeout: Double? = nil,
+                             _ handler: @escaping @Sendable (_ loopIndex: Int, StreamReader, StreamWriter) async -> Void)
+        async throws -> [Server] {
+        let share = try maxConnections.map { total -> Int in
+            guard total >= 1 else { throw EventLoopError.invalidArgument }
+            return (total + loops.count - 1) / loops.count
+        }
+        // The duplicates first: the first loop's server owns `socket` from then on.
+        var descriptors = [socket]
+        for _ in 1..<max(loops.count, 1) {
+            let copy = fcntl(socket, F_DUPFD_CLOEXEC, 0)
+            if copy < 0 {
+                descriptors.dropFirst().forEach { _ = close($0) }
+                throw POSIXErrorCode(rawValue: errno).map { POSIXError($0) } ?? POSIXError(.EBADF)
+            }
+            descriptors.append(copy)
+        }
+        var started: [Server] = []
+        do {
+            for (index, loop) in loops.enumerated() {
+                let server = try await loop.startServer(socket: descriptors[index], limit: limit,
+                                                        maxConnections: share, idleTimeout: idleTimeout) { reader, writer in
+                    await handler(index, reader, writer)
+                }
+                started.append(server)
+            }
+        } catch {
+            for server in started { server.close() }
+            // The ones no server took: the duplicates, and `socket` itself once it was adopted.
+            let untaken = started.isEmpty ? descriptors.dropFirst() : descriptors.dropFirst(started.count)
+            untaken.forEach { _ = close($0) }
+            throw error
+        }
+        for server in started { manage(server) }
+        return started
     }
 
     /// Runs every loop on its own thread until graceful shutdown or cancellation, then stops them,
@@ -67,6 +166,18 @@ public final class EventLoopService: Service, Sendable {
         logger.info("Running \(loops.count) event loop(s)")
         // Returns on graceful shutdown; throws CancellationError when the task is cancelled.
         try? await gracefulShutdown()
+        let managed = servers.withLock { servers in
+            defer { servers = [] }
+            return servers
+        }
+        if !managed.isEmpty {
+            // Cancellation (rather than graceful shutdown) cuts at once: shutdown sees the cancelled task.
+            logger.info("Shutting \(managed.count) server(s) down with a grace of \(gracePeriod) s")
+            let grace = gracePeriod
+            await withDiscardingTaskGroup { group in
+                for server in managed { group.addTask { await server.shutdown(gracePeriod: grace) } }
+            }
+        }
         logger.info("Stopping \(loops.count) event loop(s)")
         for loop in loops { loop.stop() }
         try await finished.wait()

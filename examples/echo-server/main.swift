@@ -2,10 +2,11 @@
 //
 //   swift run -c release echo-server --loops 2 --port 8888
 //
-// Every loop comes from the policy (newEventLoop + setEventLoop on its own thread) and listens on
-// the same port with SO_REUSEPORT, so the kernel spreads connections over the threads. SIGINT or
-// SIGTERM stops every loop cleanly: each closes its listener and its connections, then the loop.
-// That part is shared with http-hello: examples/server-support/MultiLoopServer.swift.
+// The loops run in an EventLoopService (one thread each, each its thread's loop in the policy),
+// one server per loop on the same port (EventLoopService.startServers, SO_REUSEPORT), so the
+// kernel spreads connections over the threads. SIGINT or SIGTERM shuts down gracefully: accepting
+// stops, the handlers get --grace seconds, then the loops stop and close. That part is shared
+// with http-hello: examples/server-support/MultiLoopServer.swift.
 import ArgumentParser
 import Foundation
 import ServerExampleSupport
@@ -43,12 +44,12 @@ let options = EchoServer.parseOrExit().server
 let figures = (0..<options.loops).map { _ in LoopFigures() }
 let previousBytes = Atomic<Int>(0)
 
-serveOnLoops("echo-server", options: options, defaultPort: 8888, listening: { port, mainLoop in
+await serveOnLoops("echo-server", options: options, defaultPort: 8888, listening: { port, firstLoop in
     print("echo-server listening on \(options.host):\(port) with \(options.loops) loop\(options.loops == 1 ? "" : "s") (SIGINT or SIGTERM stops)")
     fflush(nil)   // the port line must reach a pipe at once (benchmark harness)
     if options.quiet { return }
     // The live figures, once a second while they change.
-    everySecond(on: mainLoop) { elapsed in
+    everySecond(on: firstLoop) { elapsed in
         let bytes = figures.reduce(0) { $0 + $1.bytes.load(ordering: .relaxed) }
         let connections = figures.reduce(0) { $0 + $1.connections.load(ordering: .relaxed) }
         let previous = previousBytes.exchange(bytes, ordering: .relaxed)

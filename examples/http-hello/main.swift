@@ -4,8 +4,12 @@
 //   wrk -t2 -c64 -d10s http://127.0.0.1:8080/
 //
 // Keep-alive and pipelining work; each connection is one async handler reading request heads with
-// readUntil("\r\n\r\n"). SIGINT or SIGTERM stops every loop cleanly. Serving on N loops is shared
-// with echo-server: examples/server-support/MultiLoopServer.swift.
+// readUntil("\r\n\r\n"). Deadlines keep slow clients from holding connections: a request head must
+// arrive within --header-timeout seconds (else 408 and close; a slowloris client sending a byte a
+// second is cut), a connection with no byte moving for --idle-timeout seconds is cut, and
+// --max-connections caps the connections at once (the next clients wait in the backlog). SIGINT
+// or SIGTERM shuts down gracefully. Serving on N loops, and systemd socket activation
+// (LISTEN_FDS), are shared with echo-server: examples/server-support/MultiLoopServer.swift.
 import ArgumentParser
 import Foundation
 import ServerExampleSupport
@@ -108,18 +112,26 @@ enum Responses {
     static let keepAlive = make("")
     static let keepAlive10 = make("Connection: keep-alive\r\n")
     static let close = make("Connection: close\r\n")
+    static let requestTimeout = Array("HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
     static let badRequest = Array("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
     static let notImplemented = Array("HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
 }
 
-/// One connection: answers each request in order until the client closes or asks to.
-func handle(_ reader: StreamReader, _ writer: StreamWriter, _ figures: LoopFigures) async {
+/// One connection: answers each request in order until the client closes or asks to. Each
+/// request head must arrive within `headerTimeout` seconds (on the loop's own timers).
+func handle(_ reader: StreamReader, _ writer: StreamWriter, _ figures: LoopFigures, headerTimeout: Double) async {
     figures.connections.add(1, ordering: .relaxed)
     defer { figures.connections.subtract(1, ordering: .relaxed) }
     let endOfHead: [UInt8] = [13, 10, 13, 10]
     do {
         while true {
-            let head = try await reader.readUntil(endOfHead)
+            let head: [UInt8]
+            do {
+                head = try await withTimeout(headerTimeout) { try await reader.readUntil(endOfHead) }
+            } catch is TimeoutError {
+                try? writer.write(Responses.requestTimeout)
+                break
+            }
             guard let request = RequestHead(head) else {
                 try writer.write(Responses.badRequest)
                 break
@@ -146,18 +158,27 @@ func handle(_ reader: StreamReader, _ writer: StreamWriter, _ figures: LoopFigur
 struct HTTPHello: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "http-hello")
     @OptionGroup var server: ServerOptions
+
+    @Option(help: "Seconds a request head may take to arrive (408 and close after).")
+    var headerTimeout = 10.0
+
+    func validate() throws {
+        if !(headerTimeout > 0) { throw ValidationError("--header-timeout must be a positive number of seconds") }
+    }
 }
 
-let options = HTTPHello.parseOrExit().server
+let command = HTTPHello.parseOrExit()
+let options = command.server
+let headerTimeout = command.headerTimeout
 let figures = (0..<options.loops).map { _ in LoopFigures() }
 let previousRequests = Atomic<Int>(0)
 
-serveOnLoops("http-hello", options: options, defaultPort: 8080, listening: { port, mainLoop in
+await serveOnLoops("http-hello", options: options, defaultPort: 8080, listening: { port, firstLoop in
     print("http-hello listening on http://\(options.host):\(port)/ with \(options.loops) loop\(options.loops == 1 ? "" : "s") (SIGINT or SIGTERM stops)")
     fflush(nil)   // the port line must reach a pipe at once (benchmark harness)
     if options.quiet { return }
     // The live figures, once a second while requests come in.
-    everySecond(on: mainLoop) { elapsed in
+    everySecond(on: firstLoop) { elapsed in
         let requests = figures.reduce(0) { $0 + $1.requests.load(ordering: .relaxed) }
         let connections = figures.reduce(0) { $0 + $1.connections.load(ordering: .relaxed) }
         let previous = previousRequests.exchange(requests, ordering: .relaxed)
@@ -168,7 +189,7 @@ serveOnLoops("http-hello", options: options, defaultPort: 8080, listening: { por
         }
     }
 }, handler: { index, reader, writer in
-    await handle(reader, writer, figures[index])
+    await handle(reader, writer, figures[index], headerTimeout: headerTimeout)
 })
 let total = figures.reduce(0) { $0 + $1.requests.load(ordering: .relaxed) }
 print("http-hello stopped after \(total) requests")

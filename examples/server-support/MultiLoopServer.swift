@@ -1,10 +1,14 @@
 // What the server examples (echo-server, http-hello) share: their command line, and serving on N
-// event loops, one per thread, all listening on one port with SO_REUSEPORT.
+// event loops, one per thread, all listening on one port with SO_REUSEPORT, with graceful shutdown.
 import ArgumentParser
 import Foundation
+import Logging
+import ServiceLifecycle
 import UVLoop
+import UVLoopServiceLifecycle
 
-/// The server examples' options: `[--loops N] [--host HOST] [--port PORT] [--quiet]`.
+/// The server examples' options: `[--loops N] [--host HOST] [--port PORT] [--max-connections N]
+/// [--idle-timeout S] [--grace S] [--quiet]`.
 public struct ServerOptions: ParsableArguments, Sendable {
     @Option(help: "Event loops, one thread each, sharing the port.")
     public var loops = 1
@@ -15,6 +19,15 @@ public struct ServerOptions: ParsableArguments, Sendable {
     @Option(help: "The port to listen on; 0 picks a free one.")
     public var port: Int?
 
+    @Option(help: "At most this many connections at once (all loops together); the next clients wait in the backlog.")
+    public var maxConnections: Int?
+
+    @Option(help: "Seconds a connection may stay without a byte read or written before it is cut.")
+    public var idleTimeout = 60.0
+
+    @Option(help: "Seconds the handlers get to finish on SIGINT or SIGTERM before their connections are cut.")
+    public var grace = 5.0
+
     @Flag(help: "Print no live figures.")
     public var quiet = false
 
@@ -23,89 +36,73 @@ public struct ServerOptions: ParsableArguments, Sendable {
     public func validate() throws {
         if loops < 1 { throw ValidationError("--loops must be at least 1") }
         if let port, !(0...65535).contains(port) { throw ValidationError("--port must be in 0...65535") }
+        if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+        if !(idleTimeout > 0) { throw ValidationError("--idle-timeout must be a positive number of seconds") }
+        if !(grace >= 0) { throw ValidationError("--grace must be 0 or more seconds") }
     }
 }
 
-/// Serves connections on `options.loops` loops until SIGINT or SIGTERM, then closes every listener,
-/// every connection and every loop cleanly, and returns.
+/// Serves connections on `options.loops` loops until SIGINT or SIGTERM, then shuts down
+/// gracefully (stops accepting, gives the handlers `--grace` seconds, cuts the rest), stops and
+/// closes every loop, and returns.
 ///
-/// The main thread's loop (the policy's, from `getEventLoop()`) binds first, so that with port 0
-/// the others join the port it got. Every other loop runs on a thread of its own, created with
-/// `newEventLoop()` and set with `setEventLoop(_:)` there, as asyncio's policy model has it.
+/// The loops run in an `EventLoopService` (UVLoopServiceLifecycle): one thread each, each its
+/// thread's loop in the policy, and one server per loop on the same port
+/// (`EventLoopService.startServers`, SO_REUSEPORT). Under systemd socket activation
+/// (`LISTEN_FDS`), the first inherited listening socket is served instead of `--host`/`--port`.
 ///
 /// - Parameters:
 ///   - name: the program's name, for messages.
 ///   - defaultPort: the port when `--port` is not given.
-///   - listening: runs once, on the main loop, with the bound port and the main loop.
+///   - listening: runs once with the bound port and the first loop.
 ///   - handler: runs once per connection, as a task on the loop that accepted it; `loop` is that
-///     loop's index, 0 being the main thread's.
+///     loop's index.
 public func serveOnLoops(
     _ name: String, options: ServerOptions, defaultPort: Int,
-    listening: @escaping @Sendable (_ port: Int, _ mainLoop: EventLoop) -> Void,
+    listening: @escaping @Sendable (_ port: Int, _ firstLoop: EventLoop) -> Void,
     handler: @escaping @Sendable (_ loop: Int, StreamReader, StreamWriter) async -> Void
-) {
-    let workersDone = DispatchGroup()
-
-    @Sendable func serve(on loop: EventLoop, index: Int, port: Int, listening: @escaping @Sendable (Int) -> Void) throws {
-        try loop.runUntilComplete {
-            let server = try await loop.startServer(host: options.host, port: port, reusePort: options.loops > 1) { reader, writer in
-                await handler(index, reader, writer)
-            }
-            listening(server.port)
-            // Every loop handles the signals itself: libuv delivers each one to all of them.
-            let stop = AsyncStream<Void>.makeStream()
-            for signal in [SIGINT, SIGTERM] {
-                try loop.addSignalHandler(signal) { stop.continuation.finish() }
-            }
-            for await _ in stop.stream {}
-            server.close()
-            server.closeClients()
-            try await server.waitClosed()
-            for signal in [SIGINT, SIGTERM] { loop.removeSignalHandler(signal) }
-        }
-    }
-
-    @Sendable func startWorkers(port: Int) {
-        for index in 1..<options.loops {
-            workersDone.enter()
-            Thread.detachNewThread {
-                defer { workersDone.leave() }
-                do {
-                    let loop = try newEventLoop()
-                    setEventLoop(loop)
-                    try serve(on: loop, index: index, port: port) { _ in }
-                    setEventLoop(nil)
-                    try loop.close()
-                } catch {
-                    FileHandle.standardError.write(Data("\(name): loop \(index) failed: \(error)\n".utf8))
-                    kill(getpid(), SIGTERM)   // stop the others too
-                }
-            }
-        }
-    }
-
+) async {
+    let inherited = EventLoop.inheritedListeners()
+    var logger = Logger(label: name)
+    logger.logLevel = .warning
     do {
-        let mainLoop = try getEventLoop()
-        try serve(on: mainLoop, index: 0, port: options.port ?? defaultPort) { port in
-            listening(port, mainLoop)
-            if options.loops > 1 { startWorkers(port: port) }
+        let service = try EventLoopService(loops: options.loops, gracePeriod: options.grace, logger: logger)
+        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                let servers: [Server]
+                if let socket = inherited.first {
+                    servers = try await service.startServers(socket: socket, maxConnections: options.maxConnections,
+                                                             idleTimeout: options.idleTimeout, handler)
+                } else {
+                    servers = try await service.startServers(host: options.host, port: options.port ?? defaultPort,
+                                                             maxConnections: options.maxConnections,
+                                                             idleTimeout: options.idleTimeout, handler)
+                }
+                listening(servers[0].port, service.loops[0])
+            } catch {
+                await group.triggerGracefulShutdown()
+                try? await tasks.waitForAll()
+                throw error
+            }
+            try await tasks.waitForAll()
         }
-        workersDone.wait()
-        try mainLoop.close()
     } catch {
         FileHandle.standardError.write(Data("\(name): \(error)\n".utf8))
         exit(1)
     }
 }
 
-/// Runs `body` on `loop` once a second, with the seconds since the previous run.
-public func everySecond(on loop: EventLoop, _ body: @escaping (_ elapsed: Double) -> Void) {
-    func schedule(from start: Double) {
+/// Runs `body` on `loop` once a second, with the seconds since the previous run. Callable from
+/// any thread.
+public func everySecond(on loop: EventLoop, _ body: @escaping @Sendable (_ elapsed: Double) -> Void) {
+    @Sendable func schedule(from start: Double) {
         loop.callLater(1.0) {
             let now = loop.time()
             body(now - start)
             schedule(from: now)
         }
     }
-    schedule(from: loop.time())
+    loop.callSoonThreadsafe { schedule(from: loop.time()) }
 }

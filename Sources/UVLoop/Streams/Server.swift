@@ -177,8 +177,9 @@ public final class Server: Sendable {
     }
 
     /// Graceful shutdown with a deadline: stops accepting now; the handlers get `gracePeriod`
-    /// seconds to finish (and their connections to close); then the remaining handler tasks are
-    /// cancelled and their connections aborted. Returns when every connection is gone (and, when
+    /// seconds to finish (and their connections to close); then the remaining connections are
+    /// aborted (reset; their pending and later reads and writes throw `UVError.ECANCELED`) and
+    /// the remaining handler tasks cancelled. Returns when every connection is gone (and, when
     /// all finished in time, every handler has returned). A negative or NaN grace period is 0;
     /// `.infinity` waits for the handlers however long they take. Cancelling the calling task
     /// cuts at once. Returns at once when the loop is closed.
@@ -306,7 +307,8 @@ public final class Server: Sendable {
         state.value.cut = true
         state.value.graceTimer?.cancel()
         state.value.graceTimer = nil
-        for transport in state.value.connections.values { transport.abort() }
+        let cut = UVError(code: UVError.ECANCELED.code, operation: "the server's shutdown grace period ended")
+        for transport in state.value.connections.values { transport.abort(failing: cut) }
         for task in state.value.handlers.values { task.cancel() }
         resumeWaitersIfDone()
     }

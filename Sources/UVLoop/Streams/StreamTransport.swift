@@ -298,10 +298,16 @@ final class StreamTransport: @unchecked Sendable {
     /// The idle deadline passed (a server's `idleTimeout`): the connection is aborted (reset,
     /// unsent bytes dropped), and pending and later reads and writes throw `UVError.ETIMEDOUT`.
     func timeOut(after seconds: Double) {
+        abort(failing: UVError(code: UVError.ETIMEDOUT.code, operation: "idle for \(seconds) s (the server's idleTimeout)"))
+    }
+
+    /// Aborts (reset, unsent bytes dropped) with `error` for every pending and later read and
+    /// write: the idle deadline's ETIMEDOUT, a shutdown's ECANCELED.
+    func abort(failing error: UVError) {
         guard state == .open else { return }
         pending?.removeAll()
         if let tcp = stream as? UVTCP { tcp.setResetOnClose() }
-        fail(UVError(code: UVError.ETIMEDOUT.code, operation: "idle for \(seconds) s (the server's idleTimeout)"))
+        fail(error)
     }
 
     /// A face posted a close or EOF from another thread: later posted writes must throw, as they

@@ -10,7 +10,12 @@ struct ExampleTests {
         let process = Process()
         let outputURL: URL
 
-        init(_ name: String, _ arguments: [String] = []) throws {
+        convenience init(_ name: String, _ arguments: [String] = []) throws {
+            try self.init(executable: productURL(name), name: name, arguments)
+        }
+
+        /// Runs `executable` (a wrapper that execs an example, say).
+        init(executable: URL, name: String, _ arguments: [String]) throws {
             outputURL = FileManager.default.temporaryDirectory
                 .appendingPathComponent("uvloop-example-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log")
             // Close-on-exec (Foundation's FileHandle(forWritingTo:) is not): the example gets it
@@ -19,7 +24,7 @@ struct ExampleTests {
             let fd = open(outputURL.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw ExampleError.timeout("open \(outputURL.path)", "") }
             let output = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-            process.executableURL = productURL(name)
+            process.executableURL = executable
             process.arguments = arguments
             process.standardOutput = output
             process.standardError = output
@@ -224,6 +229,98 @@ struct ExampleTests {
         #expect(run.finish() == 0, "\(run.output)")
         #expect(!body.isEmpty)
         #expect(run.output.contains("http-hello stopped"))
+    }
+
+    @Test(.timeLimit(.minutes(2))) func httpHelloCutsSlowHeadsAndCapsItsConnections() async throws {
+        try await asHeavyTest { [self] in try self.httpHelloCutsSlowHeadsAndCapsItsConnectionsBlocking() }
+    }
+
+    func httpHelloCutsSlowHeadsAndCapsItsConnectionsBlocking() throws {
+        let run = try Running("http-hello", ["--port", "0", "--quiet", "--header-timeout", "1",
+                                             "--max-connections", "2", "--grace", "0.5"])
+        let port = try run.waitFor("listening on http://127\\.0\\.0\\.1:([0-9]+)/")
+        let report = try python("""
+            import select, socket, time
+            port = \(port)
+            def request(s):
+                s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+                return s.recv(1000).split(b"\\r\\n")[0].decode()
+            # A slowloris client: one header byte every 0.2 s, never a whole head in time.
+            slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+            start, ended, first = time.monotonic(), None, ""
+            for byte in b"GET / HTTP/1.1\\r\\nHost: a-very-slow-client\\r\\nAccept: */*\\r\\n\\r\\n":
+                try:
+                    slow.sendall(bytes([byte]))
+                except OSError:
+                    ended = time.monotonic() - start; break
+                if select.select([slow], [], [], 0.2)[0]:
+                    try:
+                        first = slow.recv(1000).split(b"\\r\\n")[0].decode()
+                    except OSError as error:
+                        first = type(error).__name__
+                    ended = time.monotonic() - start; break
+            print("slow: %r after %s s" % (first, None if ended is None else round(ended, 1)))
+            slow.close()
+            # The cap: two idle connections hold both slots; a third waits in the backlog.
+            idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+            time.sleep(0.2)
+            third = socket.create_connection(("127.0.0.1", port), timeout=0.7)
+            try:
+                print("third while capped:", request(third))
+            except socket.timeout:
+                print("third while capped: waits")
+            idle[0].close()
+            third.settimeout(5)
+            print("third after a slot freed:", third.recv(1000).split(b"\\r\\n")[0].decode())
+            """)
+        kill(run.process.processIdentifier, SIGTERM)
+        #expect(run.finish() == 0, "\(run.output)")
+        let lines = report.split(separator: "\n").map(String.init)
+        // 408 (or the cut itself) about a second after the connection, long before the head's 49 bytes.
+        let slow = lines.first { $0.hasPrefix("slow:") } ?? report
+        #expect(slow.contains("408") || slow.contains("ConnectionResetError") || slow.contains("''"), "\(report)")
+        if let seconds = slow.split(separator: " ").dropLast().last.flatMap({ Double($0) }) {
+            #expect(seconds >= 0.9 && seconds < 4, "\(report)")
+        } else {
+            Issue.record("the slow client was never cut: \(report)")
+        }
+        #expect(lines.contains("third while capped: waits"), "\(report)")
+        #expect(lines.contains("third after a slot freed: HTTP/1.1 200 OK"), "\(report)")
+        #expect(run.output.contains("http-hello stopped"))
+    }
+
+    @Test(.timeLimit(.minutes(2))) func httpHelloServesASocketPassedBySocketActivation() async throws {
+        try await asHeavyTest { [self] in try self.httpHelloServesASocketPassedBySocketActivationBlocking() }
+    }
+
+    func httpHelloServesASocketPassedBySocketActivationBlocking() throws {
+        // A systemd stand-in: binds and listens, passes the socket as descriptor 3 with LISTEN_FDS
+        // and LISTEN_PID (its own pid, which exec keeps), then becomes http-hello.
+        let manager = """
+            import os, socket, sys
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen(16)
+            print("manager bound", s.getsockname()[1], flush=True)
+            if s.fileno() != 3:
+                os.dup2(s.fileno(), 3)                  # inheritable
+            os.set_inheritable(3, True)
+            os.environ["LISTEN_FDS"] = "1"
+            os.environ["LISTEN_PID"] = str(os.getpid())
+            os.execv(sys.argv[1], [sys.argv[1], "--loops", "2", "--port", "1", "--quiet"])
+            """
+        let run = try Running(executable: URL(fileURLWithPath: "/usr/bin/env"), name: "socket-activation",
+                              ["python3", "-c", manager, productURL("http-hello").path])
+        let bound = try run.waitFor("manager bound ([0-9]+)")
+        let port = try run.waitFor("listening on http://127\\.0\\.0\\.1:([0-9]+)/")
+        #expect(port == bound, "\(run.output)")
+        let body = try python("""
+            import urllib.request
+            print(urllib.request.urlopen("http://127.0.0.1:\(bound)/", timeout=5).read().decode())
+            """)
+        kill(run.process.processIdentifier, SIGTERM)
+        #expect(run.finish() == 0, "\(run.output)")
+        #expect(body.contains("Hello, World!"), "\(body)")
     }
 
     @Test(.timeLimit(.minutes(2))) func jobRunnerStreamsTimesOutKillsOnLeaveAndStopsGracefully() async throws {
