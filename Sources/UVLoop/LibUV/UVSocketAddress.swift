@@ -1,16 +1,17 @@
 import CLibUV
 import Glibc
 
-/// An IPv4 or IPv6 socket address in `sockaddr_storage` form: what libuv's bind, connect and send
-/// calls take, and what its name and receive calls return.
+/// An IPv4 or IPv6 socket address: what libuv's bind, connect and send calls take, and what its
+/// name and receive calls return. Held in a `sockaddr_in6` (28 bytes, which a `sockaddr_in` fits
+/// in) rather than a 128-byte `sockaddr_storage`: every connection keeps two (B11).
 struct UVSocketAddress {
-    private(set) var storage = sockaddr_storage()
+    private(set) var storage = sockaddr_in6()
 
     /// Parses a numeric address (`"127.0.0.1"`, `"::1"`, `"fe80::1%lo"`); nil when `host` is not
     /// one (a name such as `"localhost"` needs `UVGetAddrInfo`).
     /// - Precondition: `port` is in 0...65535 (callers validate it first).
     init?(numericHost host: String, port: Int) {
-        var storage = sockaddr_storage()
+        var storage = sockaddr_in6()
         let ok = withUnsafeMutableBytes(of: &storage) { raw -> Bool in
             if uv_ip4_addr(host, Int32(port), raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)) == 0 {
                 return true
@@ -25,9 +26,9 @@ struct UVSocketAddress {
     /// The address a libuv name query fills in (`uv_tcp_getsockname`, `uv_udp_getpeername`...);
     /// nil when the call fails or the family is neither IPv4 nor IPv6.
     init?(querying call: (UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<Int32>) -> Int32) {
-        var storage = sockaddr_storage()
+        var query = sockaddr_storage()
         var length = Int32(MemoryLayout<sockaddr_storage>.size)
-        let address = withUnsafeMutableBytes(of: &storage) { raw -> UVSocketAddress? in
+        let address = withUnsafeMutableBytes(of: &query) { raw -> UVSocketAddress? in
             let address = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
             guard call(address, &length) == 0 else { return nil }
             return UVSocketAddress(copying: address)
@@ -39,7 +40,7 @@ struct UVSocketAddress {
     /// Copies an address libuv or the kernel filled in (IPv4 or IPv6; nil for anything else).
     init?(copying address: UnsafePointer<sockaddr>) {
         let family = Int32(address.pointee.sa_family)
-        var storage = sockaddr_storage()
+        var storage = sockaddr_in6()
         switch family {
         case AF_INET:
             withUnsafeMutableBytes(of: &storage) {
@@ -56,7 +57,7 @@ struct UVSocketAddress {
     }
 
     /// `AF_INET` or `AF_INET6`.
-    var family: Int32 { Int32(storage.ss_family) }
+    var family: Int32 { Int32(storage.sin6_family) }
 
     /// The size of the `sockaddr` this holds (`sockaddr_in` or `sockaddr_in6`).
     var length: Int { family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size }

@@ -1,19 +1,23 @@
 import CLibUV
 
-/// Base of the `uv_stream_t` wrappers (`UVTCP`, `UVPipe`): reading, writing, shutdown, listening.
-///
-/// Callbacks are closures set by the owner; they run on the loop thread inside libuv's callbacks and
-/// must not throw. `didClose` clears them (breaking any reference cycle through them) and then calls
-/// the `onClose` that was set. Loop thread only, like every handle.
-class UVStream: UVHandle {
+/// What a stream's owner hears from it, on the loop thread, inside libuv's callbacks (none throws).
+protocol UVStreamDelegate: AnyObject {
     /// Bytes read; the buffer is valid only during the call.
-    var onRead: (UnsafeRawBufferPointer) -> Void = { _ in }
+    func streamDidRead(_ bytes: UnsafeRawBufferPointer)
     /// Reading ended: nil at end of file, else the error (reading has stopped either way).
-    var onReadEnd: (UVError?) -> Void = { _ in }
-    /// A listening stream has a connection to accept (status 0), or accepting failed (negative).
-    var onConnection: (Int32) -> Void = { _ in }
-    /// Runs once, from the close callback, after the other callbacks were cleared.
-    var onClose: () -> Void = {}
+    func streamDidEndReading(_ error: UVError?)
+    /// The handle has closed (its owner's `close`, or the loop's).
+    func streamDidClose()
+}
+
+/// Base of the `uv_stream_t` wrappers (`UVTCP`, `UVPipe`): reading, writing, shutdown.
+///
+/// Events go to one delegate rather than to closures (no closure context per connection: B11).
+/// The delegate is held strongly until the handle closes, so the owner lives as long as its
+/// handle; `didClose` drops it (breaking the cycle) and then tells it. Loop thread only, like
+/// every handle.
+class UVStream: UVHandle {
+    final var delegate: (any UVStreamDelegate)?
 
     final var stream: UnsafeMutablePointer<uv_stream_t> { raw.assumingMemoryBound(to: uv_stream_t.self) }
 
@@ -71,18 +75,6 @@ class UVStream: UVHandle {
         }
     }
 
-    /// Starts listening; each incoming connection calls `onConnection`.
-    final func listen(backlog: Int32) throws(UVError) {
-        try UVError.check(uv_listen(stream, backlog) { server, status in
-            uvWrapper(server, as: UVStream.self)?.onConnection(status)
-        }, "uv_listen")
-    }
-
-    /// Accepts a pending connection into `client` (an initialised, unused handle).
-    final func accept(into client: UVStream) throws(UVError) {
-        try UVError.check(uv_accept(stream, client.stream), "uv_accept")
-    }
-
     /// The underlying descriptor, or nil before one exists.
     final var fileDescriptor: Int32? {
         var fd: uv_os_fd_t = -1
@@ -90,12 +82,9 @@ class UVStream: UVHandle {
     }
 
     override func didClose() {
-        let hook = onClose
-        onRead = { _ in }
-        onReadEnd = { _ in }
-        onConnection = { _ in }
-        onClose = {}
-        hook()
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.streamDidClose()
     }
 }
 
@@ -108,12 +97,13 @@ private let uvStreamAlloc: uv_alloc_cb = { _, _, buffer in
 
 private let uvStreamRead: uv_read_cb = { stream, nread, buffer in
     guard let wrapper = uvWrapper(stream, as: UVStream.self) else { return }
+    guard let delegate = wrapper.delegate else { return }
     if nread > 0 {
-        wrapper.onRead(UnsafeRawBufferPointer(start: buffer?.pointee.base, count: nread))
+        delegate.streamDidRead(UnsafeRawBufferPointer(start: buffer?.pointee.base, count: nread))
     } else if nread == Int(UV_EOF.rawValue) {
-        wrapper.onReadEnd(nil)
+        delegate.streamDidEndReading(nil)
     } else if nread < 0 {
-        wrapper.onReadEnd(UVError(code: Int32(nread), operation: "read"))
+        delegate.streamDidEndReading(UVError(code: Int32(nread), operation: "read"))
     }
     // nread == 0: EAGAIN, nothing to do.
 }

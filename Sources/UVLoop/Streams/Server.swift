@@ -387,20 +387,20 @@ public final class Server: Sendable {
         // Strong: the transport drops the hook when it closes, which every transport does (at
         // the latest when the loop closes). A weak reference would give the server a side
         // table, which LeakSanitizer reports when the server is still alive at exit.
-        transport.onClosed = { [self] in connectionDidClose(id) }
-        let (reader, writer) = transport.makeStreams()
-        let handler = self.handler
+        transport.onClosed = { [self] closed in connectionDidClose(ObjectIdentifier(closed)) }
         let key = state.value.nextHandlerID
         state.value.nextHandlerID &+= 1
         // Only `shutdown` cancels this task, and only after aborting its connection, whose abort
         // wakes every wait the task makes on it: so those waits skip the cancellation handler.
-        let task = Task(executorPreference: taskExecutor) {
+        // The faces are made in the task, so its closure holds three values (B11).
+        let task = Task(executorPreference: taskExecutor) { [self, transport, key] in
             // On the loop (its executor), unless the loop closed meanwhile.
-            if self.loop.inLoopThread { withUnsafeCurrentTask { transport.uncancellableTask = $0 } }
+            if loop.inLoopThread { withUnsafeCurrentTask { transport.uncancellableTask = $0 } }
+            let (reader, writer) = transport.makeStreams()
             await handler(reader, writer)
-            if self.loop.inLoopThread {
+            if loop.inLoopThread {
                 transport.uncancellableTask = nil
-                self.handlerDidReturn(key)
+                handlerDidReturn(key)
             }
         }
         state.value.handlers[key] = task

@@ -15,12 +15,14 @@
 ///   for the loop to run). Only one task at a time may wait in a read.
 public final class StreamReader: Sendable, AsyncSequence {
     let transport: StreamTransport
-    let lease: TransportLease
 
-    init(transport: StreamTransport, lease: TransportLease) {
+    /// A face of `transport`, counted in its `liveFaces` (the transport closes when the last goes).
+    init(transport: StreamTransport) {
         self.transport = transport
-        self.lease = lease
+        transport.liveFaces.add(1, ordering: .relaxed)
     }
+
+    deinit { transport.faceDidGo() }
 
     /// Takes ownership of one end of a pipe, opened for reading (`uv_pipe_init` + `uv_pipe_open`),
     /// and starts reading from it. The descriptor is made non-blocking, and closed when the reader
@@ -34,7 +36,7 @@ public final class StreamReader: Sendable, AsyncSequence {
                      terminal: Bool = false) throws {
         let transport = try StreamTransport.openPipe(loop: loop, fileDescriptor: fileDescriptor, reading: true,
                                                      limit: limit, terminal: terminal)
-        self.init(transport: transport, lease: TransportLease(transport))
+        self.init(transport: transport)
     }
 
     /// asyncio's `limit`: reading pauses above twice this many buffered bytes, and `readUntil`

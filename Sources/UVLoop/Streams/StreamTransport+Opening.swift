@@ -64,9 +64,8 @@ extension StreamTransport {
         return try connectedTCP(loop: loop, tcp: tcp, limit: limit)
     }
 
-    /// The public faces of this transport, sharing one lease.
+    /// The public faces of this transport (it closes when both are gone).
     func makeStreams() -> (StreamReader, StreamWriter) {
-        let lease = TransportLease(self)
-        return (StreamReader(transport: self, lease: lease), StreamWriter(transport: self, lease: lease))
+        (StreamReader(transport: self), StreamWriter(transport: self))
     }
 }

@@ -3,7 +3,7 @@
 extension StreamTransport {
     // MARK: From libuv
 
-    func didRead(_ bytes: UnsafeRawBufferPointer) {
+    func streamDidRead(_ bytes: UnsafeRawBufferPointer) {
         noteActivity()
         // Fast path: a `read(n)` is waiting on an empty queue; give it the bytes directly.
         if case .chunk(let maxBytes, let continuation)? = readWaiter, received.isEmpty {
@@ -35,7 +35,7 @@ extension StreamTransport {
         }
     }
 
-    func didEndReading(_ error: UVError?) {
+    func streamDidEndReading(_ error: UVError?) {
         if let error, !(isTerminal && error == .EIO) {
             fail(error)
             return

@@ -8,15 +8,15 @@ import Synchronization
 /// confined to the loop's thread; the faces hop there (`loop.onLoop`) or post there
 /// (`loop.execute`) before they touch anything, and every async entry calls
 /// `loop.checkLoopThread()` (on the per-byte paths, so its fields are not boxed one by one in a
-/// `LoopBound`). The libuv stream's callbacks capture the transport, so an open
+/// `LoopBound`). The libuv stream holds the transport as its delegate, so an open
 /// transport stays alive until its handle closes (by `close()`, a fatal error, or `EventLoop.close()`
-/// walking every handle); the faces' `TransportLease` closes it when both are dropped.
+/// walking every handle); it closes itself when both its faces are dropped (`faceDidGo`).
 ///
 /// Reading follows asyncio's `StreamReader`: reading is paused (`uv_read_stop`) while more than
 /// 2 × `limit` bytes wait, and resumed once at most `limit` do. Writing follows asyncio's flow
 /// control: `drain()` waits while more than `highWater` bytes are unsent, until at most `lowWater`
 /// are. At most one `uv_write` is in flight; bytes written meanwhile are coalesced into one chunk.
-final class StreamTransport: @unchecked Sendable {
+final class StreamTransport: UVStreamDelegate, @unchecked Sendable {
     enum Kind {
         case tcp
         case unix
@@ -78,8 +78,9 @@ final class StreamTransport: @unchecked Sendable {
     /// `close()` closed the handle under us.
     @exclusivity(unchecked) var closeRequested = false
     var closeWaiters = CloseWaiters()
-    /// Called once when the handle has closed (a server counts its connections with it).
-    var onClosed: (() -> Void)?
+    /// Called once when the handle has closed (a server counts its connections with it). It gets
+    /// the transport, so that a hook capturing only its server needs no closure context.
+    var onClosed: ((StreamTransport) -> Void)?
 
     // MARK: Reading (loop thread)
 
@@ -158,6 +159,9 @@ final class StreamTransport: @unchecked Sendable {
     /// The socket's or pipe's descriptor while the handle is open, -1 from the close on
     /// (`StreamWriter.fileDescriptor`, the socket options).
     let publishedFileDescriptor = Atomic<Int32>(-1)
+    /// The faces not yet deinitialised (`makeStreams` makes two, a pipe's one); at 0 the transport
+    /// closes (`faceDidGo`).
+    let liveFaces = Atomic<Int>(0)
 
     /// Wraps `stream` (connected, or an open pipe). Call `start` next. Loop thread.
     init(loop: EventLoop, stream: UVStream, kind: Kind, localAddress: SocketAddress? = nil,
@@ -169,11 +173,8 @@ final class StreamTransport: @unchecked Sendable {
         self.localAddress = localAddress
         self.peerAddress = peerAddress
         self.limit = limit
-        // Unowned: the close hook below holds the transport strongly until the handle has closed,
-        // and the handle makes no callback after that.
-        stream.onRead = { [unowned(unsafe) self] bytes in self.didRead(bytes) }
-        stream.onReadEnd = { [unowned(unsafe) self] error in self.didEndReading(error) }
-        stream.onClose = { self.didClose() }
+        // The handle holds its delegate strongly until it has closed, and calls nothing after.
+        stream.delegate = self
         publishedFileDescriptor.store(stream.fileDescriptor ?? -1, ordering: .relaxed)
     }
 
@@ -317,7 +318,7 @@ final class StreamTransport: @unchecked Sendable {
     }
 
     /// The handle's close callback (also when `EventLoop.close()` closed it).
-    private func didClose() {
+    func streamDidClose() {
         state = .closed
         publishedFileDescriptor.store(-1, ordering: .relaxed)
         if !closeRequested {
@@ -338,7 +339,7 @@ final class StreamTransport: @unchecked Sendable {
         closeWaiters.resumeAll()
         let hook = onClosed
         onClosed = nil
-        hook?()
+        hook?(self)
     }
 
     /// Waits until the handle has closed. Loop thread.
@@ -353,17 +354,13 @@ final class StreamTransport: @unchecked Sendable {
     }
 }
 
-/// Shared by the `StreamReader` and `StreamWriter` of one transport: when both are gone, the
-/// transport is closed gracefully on its loop (asyncio closes a transport its writer leaves
-/// behind; here nothing else would, short of `EventLoop.close()`).
-final class TransportLease: Sendable {
-    let transport: StreamTransport
-
-    init(_ transport: StreamTransport) { self.transport = transport }
-
-    deinit {
-        let transport = self.transport
+extension StreamTransport {
+    /// One of the transport's faces (`StreamReader`, `StreamWriter`) is gone: when the last one
+    /// is, the transport is closed gracefully on its loop (asyncio closes a transport its writer
+    /// leaves behind; here nothing else would, short of `EventLoop.close()`). Any thread.
+    func faceDidGo() {
+        guard liveFaces.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 else { return }
         // False when the loop is closed: its close() closed the handle already.
-        transport.loop.execute { transport.close() }
+        loop.execute { [self] in close() }
     }
 }

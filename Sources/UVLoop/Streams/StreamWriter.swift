@@ -16,12 +16,14 @@
 ///   hop to the loop for the call.
 public final class StreamWriter: Sendable {
     let transport: StreamTransport
-    let lease: TransportLease
 
-    init(transport: StreamTransport, lease: TransportLease) {
+    /// A face of `transport`, counted in its `liveFaces` (the transport closes when the last goes).
+    init(transport: StreamTransport) {
         self.transport = transport
-        self.lease = lease
+        transport.liveFaces.add(1, ordering: .relaxed)
     }
+
+    deinit { transport.faceDidGo() }
 
     /// Takes ownership of one end of a pipe, opened for writing (`uv_pipe_init` + `uv_pipe_open`).
     /// The descriptor is made non-blocking, and closed by `close()` (after the buffered bytes are
@@ -34,7 +36,7 @@ public final class StreamWriter: Sendable {
     convenience init(loop: EventLoop, pipe fileDescriptor: Int32, terminal: Bool = false) throws {
         let transport = try StreamTransport.openPipe(loop: loop, fileDescriptor: fileDescriptor, reading: false,
                                                      terminal: terminal)
-        self.init(transport: transport, lease: TransportLease(transport))
+        self.init(transport: transport)
     }
 
     /// Writes `bytes`, or buffers what the kernel does not take now.
