@@ -135,11 +135,13 @@ def swift_build(product, scratch=None, env=None, package=HERE):
 
 
 HTTP_HELLO = None  # the http-hello example (UVLoop's B4b server), built with bench-uvloop
+UVLOOP_COMMAND = None  # bench-uvloop, once built: UVLoop+limits runs the same program
+LIMITS = f"{BASELINE}+limits"  # B4's second UVLoop server: maxConnections and idleTimeout set
 
 
 def build_uvloop():
-    global HTTP_HELLO
-    command = swift_build("bench-uvloop")
+    global HTTP_HELLO, UVLOOP_COMMAND
+    command = UVLOOP_COMMAND = swift_build("bench-uvloop")
     # B4b's UVLoop server is the example itself, from the root package (its own scratch directory).
     try:
         HTTP_HELLO = swift_build("http-hello", scratch=(SCRATCH + "-root"), package=HERE.parent)
@@ -155,6 +157,20 @@ def uvloop_server(bench, loops):
             raise RuntimeError("the http-hello example did not build")
         return HTTP_HELLO + ["--port", "0", "--loops", str(loops), "--quiet"]
     return None
+
+
+def build_uvloop_limits():
+    """UVLoop+limits is bench-uvloop itself (built once for both columns)."""
+    global UVLOOP_COMMAND
+    if UVLOOP_COMMAND is None:
+        UVLOOP_COMMAND = swift_build("bench-uvloop")
+    return UVLOOP_COMMAND
+
+
+def uvloop_limits_server(bench, loops):
+    """B4 with `startServer(..., maxConnections: 10_000, idleTimeout: 60)`, everything else as
+    UVLoop's B4 server (bench-uvloop's "B4-limits" entry)."""
+    return UVLOOP_COMMAND + [f"{bench}-limits", str(loops)]
 
 
 def base_participant(ref):
@@ -249,6 +265,9 @@ def build_conn_client():
 # The -proto columns are asyncio's protocol API (B4 only); the plain Python ones use streams.
 PARTICIPANTS = [
     Participant(BASELINE, build_uvloop, server=uvloop_server),
+    # B4 only: UVLoop's echo server with maxConnections: 10_000 and idleTimeout: 60 (issue 13: within
+    # 3% of the plain one; the check is under "Connection targets").
+    Participant(LIMITS, build_uvloop_limits, benches={"B4"}, server=uvloop_limits_server),
     Participant("libuv", build_libuv, benches={"B1", "B2", "B3", "B4", "B5", "B5b"}),
     Participant("SwiftNIO", build_nio),
     Participant("uvloop", python_loop("uvloop")),
@@ -759,6 +778,17 @@ def print_connection_targets(rows):
         return rows.get((bench, metric), {}).get(impl)
 
     checks = []  # (what, the figures, the target or "-", met)
+
+    # B4 with maxConnections and idleTimeout set against the plain server: within 3%.
+    for metric in ("1KiB round trips/s", "64KiB MB/s"):
+        limited, plain = cell("B4", metric, LIMITS), cell("B4", metric)
+        if limited is None or plain is None or limited <= 0 or plain <= 0:
+            continue
+        value, rate = limited / plain, higher_is_better(metric)
+        target = 0.97 if rate else 1.03  # a rate may fall 3%, a time may grow 3%
+        checks.append((f"B4 {metric}, {LIMITS} / {BASELINE}",
+                       f"{value:.3f}x ({format_value(metric, limited)} / {format_value(metric, plain)})",
+                       f"{'>=' if rate else '<='} {target}x", value >= target if rate else value <= target))
 
     def ratio(what, bench, metric, peer, target, at_least, unit, digits):
         mine, theirs = cell(bench, metric), cell(bench, metric, peer)

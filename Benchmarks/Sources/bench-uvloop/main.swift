@@ -9,6 +9,7 @@ runParticipant(
         "B3": crossThreadThroughput,
         "B8": executorHops,
         "B4": echoServer,
+        "B4-limits": echoServerWithLimits,  // run.py's "UVLoop+limits" column of B4
         "B5": spawnRates(bench: "B5"),
         "B5b": spawnRates(bench: "B5b"),
         "B6": exitLatency,
