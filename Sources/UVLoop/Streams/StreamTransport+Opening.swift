@@ -34,8 +34,8 @@ extension StreamTransport {
     static func connectedTCP(loop: EventLoop, tcp: UVTCP, limit: Int = 64 * 1024) throws -> StreamTransport {
         tcp.setNoDelay(true)
         let transport = StreamTransport(loop: loop, stream: tcp, kind: .tcp,
-                                        localAddress: tcp.localAddress.map(SocketAddress.init),
-                                        peerAddress: tcp.peerAddress.map(SocketAddress.init), limit: limit)
+                                        local: tcp.localAddress.map { .ip($0) },
+                                        peer: tcp.peerAddress.map { .ip($0) }, limit: limit)
         try transport.start(reading: true)
         return transport
     }
@@ -43,8 +43,8 @@ extension StreamTransport {
     /// A transport over a connected Unix-socket handle.
     static func connectedUnix(loop: EventLoop, pipe: UVPipe, limit: Int = 64 * 1024) throws -> StreamTransport {
         let transport = StreamTransport(loop: loop, stream: pipe, kind: .unix,
-                                        localAddress: pipe.localPath.map { SocketAddress(unixPath: $0) },
-                                        peerAddress: pipe.peerPath.map { SocketAddress(unixPath: $0) }, limit: limit)
+                                        local: pipe.localPath.map { .unix($0) },
+                                        peer: pipe.peerPath.map { .unix($0) }, limit: limit)
         try transport.start(reading: true)
         return transport
     }
