@@ -72,6 +72,16 @@ static inline int cos_accept(int fd) {
     return client >= 0 ? client : -errno;
 }
 
+/// accept4(2) as `cos_accept`, also filling in the peer's address (`*length` is set to its size).
+static inline int cos_accept_with_peer(int fd, struct sockaddr_storage *peer, socklen_t *length) {
+    int client;
+    do {
+        *length = sizeof *peer;
+        client = accept4(fd, (struct sockaddr *)peer, length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    } while (client < 0 && errno == EINTR);
+    return client >= 0 ? client : -errno;
+}
+
 /// A socket's domain (AF_INET, AF_INET6, AF_UNIX), type (SOCK_STREAM, ...) and whether it listens:
 /// 0, or -errno (-ENOTSOCK for a descriptor that is not a socket, -EBADF for one not open).
 static inline int cos_socket_info(int fd, int *domain, int *type, int *listening) {

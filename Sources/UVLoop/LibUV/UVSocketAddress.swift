@@ -59,6 +59,17 @@ struct UVSocketAddress {
     /// `AF_INET` or `AF_INET6`.
     var family: Int32 { Int32(storage.sin6_family) }
 
+    /// True for the "any address" of its family (0.0.0.0 or ::): a socket bound to it has a
+    /// local address of its own per connection.
+    var isWildcard: Bool {
+        withUnsafeBytes(of: storage) { raw in
+            if family == AF_INET6 {
+                return raw[8..<24].allSatisfy { $0 == 0 }    // sin6_addr
+            }
+            return raw[4..<8].allSatisfy { $0 == 0 }         // sin_addr
+        }
+    }
+
     /// The size of the `sockaddr` this holds (`sockaddr_in` or `sockaddr_in6`).
     var length: Int { family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size }
 

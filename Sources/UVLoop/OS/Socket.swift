@@ -113,6 +113,19 @@ enum Socket {
     /// errno value (-EAGAIN when none waits, -EMFILE when descriptors ran out).
     static func accept(_ fd: Int32) -> Int32 { cos_accept(fd) }
 
+    /// As `accept`, also returning the peer's IP address (what accept4 hands back for free: no
+    /// getpeername per connection); nil for a Unix socket.
+    static func acceptWithPeer(_ fd: Int32) -> (fd: Int32, peer: UVSocketAddress?) {
+        var storage = sockaddr_storage()
+        var length = socklen_t(0)
+        let client = cos_accept_with_peer(fd, &storage, &length)
+        guard client >= 0 else { return (client, nil) }
+        let peer = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { UVSocketAddress(copying: $0) }
+        }
+        return (client, peer)
+    }
+
     /// What a descriptor handed to `startServer(socket:)` or `openConnection(socket:)` is.
     struct Info {
         var domain: Int32

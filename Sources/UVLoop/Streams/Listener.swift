@@ -16,6 +16,9 @@ final class Listener {
     private let poll: UVPoll
     /// True while the poll watches for waiting connections.
     private(set) var isWatching = false
+    /// The address every accepted TCP connection has as its own, when the listener is bound to a
+    /// specific one (not 0.0.0.0 or ::): no getsockname per connection then.
+    let acceptedLocalAddress: UVSocketAddress?
 
     /// Takes ownership of a listening, non-blocking socket.
     /// - Throws: `UVError` (EEXIST when this loop already watches the descriptor); the descriptor
@@ -24,6 +27,8 @@ final class Listener {
          ready: @escaping () -> Void, closed: @escaping () -> Void) throws(UVError) {
         self.fileDescriptor = fileDescriptor
         self.family = family
+        let bound = family == AF_UNIX ? nil : Socket.localAddress(fileDescriptor)
+        acceptedLocalAddress = bound.flatMap { $0.isWildcard ? nil : $0 }
         poll = try UVPoll(loop: loop.uvLoop, fileDescriptor: fileDescriptor) { _, _ in ready() }
         // Strong: the handle drops this closure once it has run.
         poll.whenClosed = { [self] in
@@ -56,8 +61,9 @@ final class Listener {
         poll.stop()
     }
 
-    /// One waiting connection's descriptor, or a negative errno value (-EAGAIN when none waits).
-    func accept() -> Int32 { Socket.accept(fileDescriptor) }
+    /// One waiting connection's descriptor and, for TCP, its peer's address; or a negative errno
+    /// value (-EAGAIN when none waits).
+    func accept() -> (fd: Int32, peer: UVSocketAddress?) { Socket.acceptWithPeer(fileDescriptor) }
 
     /// Closes the poll handle, then at once the descriptor (`uv_close` stops the poll first), so
     /// the port refuses connections from now on. Idempotent.

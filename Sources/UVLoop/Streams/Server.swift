@@ -323,10 +323,10 @@ public final class Server: Sendable {
                 unwatchAll()
                 return
             }
-            let fd = listener.accept()
+            let (fd, peer) = listener.accept()
             if fd >= 0 {
                 state.value.backoffDelay = 0
-                adopt(fd, family: listener.family)
+                adopt(fd, from: listener, peer: peer)
                 continue
             }
             switch -fd {
@@ -367,10 +367,11 @@ public final class Server: Sendable {
     }
 
     /// Wraps an accepted descriptor in a transport and starts its handler.
-    private func adopt(_ fd: Int32, family: Int32) {
+    private func adopt(_ fd: Int32, from listener: Listener, peer: UVSocketAddress?) {
         let transport: StreamTransport
         do {
-            transport = try StreamTransport.adopting(loop: loop, connected: fd, family: family, limit: options.limit)
+            transport = try StreamTransport.adopting(loop: loop, connected: fd, family: listener.family, limit: options.limit,
+                                                     local: listener.acceptedLocalAddress, peer: peer)
         } catch {
             Glibc.close(fd)
             loop.callExceptionHandler(ExceptionContext(message: "Error setting up an accepted connection", error: error))
@@ -414,6 +415,11 @@ public final class Server: Sendable {
     private func connectionDidClose(_ id: ObjectIdentifier) {
         guard state.value.connections.removeValue(forKey: id) != nil else { return }
         connectionCount.subtract(1, ordering: .relaxed)
+        if state.value.connections.isEmpty, let sweep = state.value.idleSweep {
+            // Nothing to sweep; and a timer kept here would hold the server through its closure.
+            sweep.cancel()
+            state.value.idleSweep = nil
+        }
         if state.value.pausedAtCapacity, let cap = options.maxConnections, state.value.connections.count < cap {
             state.value.pausedAtCapacity = false
             watchIfAdmitting()

@@ -31,11 +31,13 @@ extension StreamTransport {
     }
 
     /// A transport over a connected TCP handle (accepted or connected), with Nagle off.
-    static func connectedTCP(loop: EventLoop, tcp: UVTCP, limit: Int = 64 * 1024) throws -> StreamTransport {
+    /// `local` and `peer` when known already (an accept4 gave the peer), else asked for.
+    static func connectedTCP(loop: EventLoop, tcp: UVTCP, limit: Int = 64 * 1024,
+                             local: UVSocketAddress? = nil, peer: UVSocketAddress? = nil) throws -> StreamTransport {
         tcp.setNoDelay(true)
         let transport = StreamTransport(loop: loop, stream: tcp, kind: .tcp,
-                                        local: tcp.localAddress.map { .ip($0) },
-                                        peer: tcp.peerAddress.map { .ip($0) }, limit: limit)
+                                        local: (local ?? tcp.localAddress).map { .ip($0) },
+                                        peer: (peer ?? tcp.peerAddress).map { .ip($0) }, limit: limit)
         try transport.start(reading: true)
         return transport
     }
@@ -53,7 +55,8 @@ extension StreamTransport {
     /// TCP for `AF_INET`/`AF_INET6`, a Unix-socket stream for `AF_UNIX`. The transport owns the
     /// descriptor from now on.
     /// - Throws: `UVError` from `uv_tcp_open`/`uv_pipe_open`; the descriptor then stays the caller's.
-    static func adopting(loop: EventLoop, connected fd: Int32, family: Int32, limit: Int) throws -> StreamTransport {
+    static func adopting(loop: EventLoop, connected fd: Int32, family: Int32, limit: Int,
+                         local: UVSocketAddress? = nil, peer: UVSocketAddress? = nil) throws -> StreamTransport {
         if family == AF_UNIX {
             let pipe = try UVPipe(loop: loop.uvLoop)
             do { try pipe.open(fd) } catch { pipe.close(); throw error }
@@ -61,7 +64,7 @@ extension StreamTransport {
         }
         let tcp = try UVTCP(loop: loop.uvLoop)
         do { try tcp.open(fd) } catch { tcp.close(); throw error }
-        return try connectedTCP(loop: loop, tcp: tcp, limit: limit)
+        return try connectedTCP(loop: loop, tcp: tcp, limit: limit, local: local, peer: peer)
     }
 
     /// The public faces of this transport (it closes when both are gone).
