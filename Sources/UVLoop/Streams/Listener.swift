@@ -19,6 +19,9 @@ final class Listener {
     /// The address every accepted TCP connection has as its own, when the listener is bound to a
     /// specific one (not 0.0.0.0 or ::): no getsockname per connection then.
     let acceptedLocalAddress: UVSocketAddress?
+    /// True when the listening TCP socket has TCP_NODELAY, which Linux hands down to every
+    /// connection it accepts: no setsockopt per connection then.
+    let acceptedHaveNoDelay: Bool
 
     /// Takes ownership of a listening, non-blocking socket.
     /// - Throws: `UVError` (EEXIST when this loop already watches the descriptor); the descriptor
@@ -29,6 +32,7 @@ final class Listener {
         self.family = family
         let bound = family == AF_UNIX ? nil : Socket.localAddress(fileDescriptor)
         acceptedLocalAddress = bound.flatMap { $0.isWildcard ? nil : $0 }
+        acceptedHaveNoDelay = family != AF_UNIX && (try? Socket.setNoDelay(fileDescriptor, true)) != nil
         poll = try UVPoll(loop: loop.uvLoop, fileDescriptor: fileDescriptor) { _, _ in ready() }
         // Strong: the handle drops this closure once it has run.
         poll.whenClosed = { [self] in

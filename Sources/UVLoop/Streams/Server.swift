@@ -371,7 +371,8 @@ public final class Server: Sendable {
         let transport: StreamTransport
         do {
             transport = try StreamTransport.adopting(loop: loop, connected: fd, family: listener.family, limit: options.limit,
-                                                     local: listener.acceptedLocalAddress, peer: peer)
+                                                     local: listener.acceptedLocalAddress, peer: peer,
+                                                     hasNoDelay: listener.acceptedHaveNoDelay)
         } catch {
             Glibc.close(fd)
             loop.callExceptionHandler(ExceptionContext(message: "Error setting up an accepted connection", error: error))

@@ -31,10 +31,12 @@ extension StreamTransport {
     }
 
     /// A transport over a connected TCP handle (accepted or connected), with Nagle off.
-    /// `local` and `peer` when known already (an accept4 gave the peer), else asked for.
+    /// `local` and `peer` when known already (an accept4 gave the peer), else asked for;
+    /// `hasNoDelay` when the socket has TCP_NODELAY already (inherited from its listener).
     static func connectedTCP(loop: EventLoop, tcp: UVTCP, limit: Int = 64 * 1024,
-                             local: UVSocketAddress? = nil, peer: UVSocketAddress? = nil) throws -> StreamTransport {
-        tcp.setNoDelay(true)
+                             local: UVSocketAddress? = nil, peer: UVSocketAddress? = nil,
+                             hasNoDelay: Bool = false) throws -> StreamTransport {
+        if !hasNoDelay { tcp.setNoDelay(true) }
         let transport = StreamTransport(loop: loop, stream: tcp, kind: .tcp,
                                         local: (local ?? tcp.localAddress).map { .ip($0) },
                                         peer: (peer ?? tcp.peerAddress).map { .ip($0) }, limit: limit)
@@ -56,7 +58,8 @@ extension StreamTransport {
     /// descriptor from now on.
     /// - Throws: `UVError` from `uv_tcp_open`/`uv_pipe_open`; the descriptor then stays the caller's.
     static func adopting(loop: EventLoop, connected fd: Int32, family: Int32, limit: Int,
-                         local: UVSocketAddress? = nil, peer: UVSocketAddress? = nil) throws -> StreamTransport {
+                         local: UVSocketAddress? = nil, peer: UVSocketAddress? = nil,
+                         hasNoDelay: Bool = false) throws -> StreamTransport {
         if family == AF_UNIX {
             let pipe = try UVPipe(loop: loop.uvLoop)
             do { try pipe.open(fd) } catch { pipe.close(); throw error }
@@ -64,7 +67,7 @@ extension StreamTransport {
         }
         let tcp = try UVTCP(loop: loop.uvLoop)
         do { try tcp.open(fd) } catch { tcp.close(); throw error }
-        return try connectedTCP(loop: loop, tcp: tcp, limit: limit, local: local, peer: peer)
+        return try connectedTCP(loop: loop, tcp: tcp, limit: limit, local: local, peer: peer, hasNoDelay: hasNoDelay)
     }
 
     /// The public faces of this transport (it closes when both are gone).

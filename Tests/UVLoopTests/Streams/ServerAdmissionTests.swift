@@ -434,6 +434,7 @@ struct ServerAdmissionTests {
     static let patientClients = """
     import socket, sys, time
     port, count = int(sys.argv[1]), int(sys.argv[2])
+    print("ready", flush=True)
     sys.stdin.readline()
     sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
     for s in sockets: s.sendall(b"x")
@@ -468,8 +469,19 @@ struct ServerAdmissionTests {
                 python.standardInput = input
                 python.standardOutput = output
                 try python.run()
+                // Blocking reads of the client's progress (this process is the test's own): the
+                // window out of descriptors starts once all 20 wait in the backlog, however slowly
+                // a loaded machine started python.
+                func readLine() -> String {
+                    var line: [UInt8] = []
+                    var byte: UInt8 = 0
+                    while read(output.fileHandleForReading.fileDescriptor, &byte, 1) == 1, byte != 10 { line.append(byte) }
+                    return String(decoding: line, as: UTF8.self)
+                }
+                if readLine() != "ready" { print("the client did not start") }
                 let saved = leaveFreeDescriptors(0)
                 input.fileHandleForWriting.write(Data("go\n".utf8))
+                if readLine() != "connected" { print("the client did not connect") }
                 // 1.5 s out of descriptors: CPU time must stay low (no spinning on accept).
                 var before = rusage(), after = rusage()
                 getrusage(RUSAGE_SELF.rawValue, &before)
