@@ -69,6 +69,12 @@ extension StreamTransport {
         }
         guard state == .open else { return }
         noteActivity()
+        sendPendingOrFlush()
+    }
+
+    /// Nothing is in flight: the bytes coalesced meanwhile go now, or, when there are none, what
+    /// waited for the write side to be idle (a sendfile, an EOF, a close).
+    fileprivate func sendPendingOrFlush() {
         if let next = pending, next.count > 0 {
             pending = nil
             submit(next)
@@ -378,12 +384,6 @@ extension StreamTransport {
         guard inFlight === sentinel else { return }
         inFlight = nil
         guard state == .open else { return }
-        if let next = pending, next.count > 0 {
-            pending = nil
-            submit(next)
-        } else {
-            flushed()
-        }
-        updateWritePause()
+        sendPendingOrFlush()
     }
 }
