@@ -77,9 +77,10 @@ func runSubreaper(_ name: String) throws {
         check(result.count == 1 && result[0].2 == 5, "a registered foreign child reports 5 (\(result.map { $0.2 }))")
         }
 
-        // The teardown of runSubprocess, its pin included, under a subreaper.
+        // The teardown of runSubprocess, its pin included, under a subreaper. (0.5 s: within 0.1 s a
+        // loaded machine had not always started the shell far enough to print the straggler's pid.)
         do {
-            _ = try await runSubprocessShell("(trap '' TERM; exec sleep 30) & echo $!; wait", timeout: 0.1, gracePeriod: 0.2)
+            _ = try await runSubprocessShell("(trap '' TERM; exec sleep 30) & echo $!; wait", timeout: 0.5, gracePeriod: 0.2)
             check(false, "runSubprocessShell times out")
         } catch SubprocessError.timedOut(let completed) {
             let straggler = pid_t(String(decoding: completed.stdout, as: UTF8.self)
