@@ -65,14 +65,8 @@ fail: {
     }
 }
 
-/// accept4(2), non-blocking and close-on-exec, EINTR retried: the new descriptor, or -errno.
-static inline int cos_accept(int fd) {
-    int client;
-    do { client = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); } while (client < 0 && errno == EINTR);
-    return client >= 0 ? client : -errno;
-}
-
-/// accept4(2) as `cos_accept`, also filling in the peer's address (`*length` is set to its size).
+/// accept4(2), non-blocking and close-on-exec, EINTR retried: the new descriptor, or -errno; the
+/// peer's address is filled in (`*length` is set to its size).
 static inline int cos_accept_with_peer(int fd, struct sockaddr_storage *peer, socklen_t *length) {
     int client;
     do {

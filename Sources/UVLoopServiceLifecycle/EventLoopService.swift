@@ -75,22 +75,33 @@ public final class EventLoopService: Service, Sendable {
                              maxConnections: Int? = nil, idleTimeout: Double? = nil,
                              _ handler: @escaping @Sendable (_ loopIndex: Int, StreamReader, StreamWriter) async -> Void)
         async throws -> [Server] {
-        let share = try maxConnections.map { total -> Int in
+        let share = try shareOf(maxConnections)
+        var boundPort = port
+        return try await startOnEveryLoop { index, loop in
+            let server = try await loop.startServer(host: host, port: boundPort, backlog: backlog,
+                                                    reusePort: loops.count > 1, limit: limit,
+                                                    maxConnections: share, idleTimeout: idleTimeout) { reader, writer in
+                await handler(index, reader, writer)
+            }
+            boundPort = server.port
+            return server
+        }
+    }
+
+    /// Each loop's share of a cap for all loops together (rounded up).
+    private func shareOf(_ maxConnections: Int?) throws -> Int? {
+        try maxConnections.map { total in
             guard total >= 1 else { throw EventLoopError.invalidArgument }
             return (total + loops.count - 1) / loops.count
         }
+    }
+
+    /// Starts one server per loop, in order, with `start`; closes those started when one fails;
+    /// manages them all once every loop has one.
+    private func startOnEveryLoop(_ start: (Int, EventLoop) async throws -> Server) async throws -> [Server] {
         var started: [Server] = []
         do {
-            var boundPort = port
-            for (index, loop) in loops.enumerated() {
-                let server = try await loop.startServer(host: host, port: boundPort, backlog: backlog,
-                                                        reusePort: loops.count > 1, limit: limit,
-                                                        maxConnections: share, idleTimeout: idleTimeout) { reader, writer in
-                    await handler(index, reader, writer)
-                }
-                started.append(server)
-                boundPort = server.port
-            }
+            for (index, loop) in loops.enumerated() { started.append(try await start(index, loop)) }
         } catch {
             for server in started { server.close() }
             throw error
@@ -108,10 +119,7 @@ public final class EventLoopService: Service, Sendable {
     public func startServers(socket: Int32, limit: Int = 65_536, maxConnections: Int? = nil, idleTimeout: Double? = nil,
                              _ handler: @escaping @Sendable (_ loopIndex: Int, StreamReader, StreamWriter) async -> Void)
         async throws -> [Server] {
-        let share = try maxConnections.map { total -> Int in
-            guard total >= 1 else { throw EventLoopError.invalidArgument }
-            return (total + loops.count - 1) / loops.count
-        }
+        let share = try shareOf(maxConnections)
         // The duplicates first: the first loop's server owns `socket` from then on.
         var descriptors = [socket]
         for _ in 1..<max(loops.count, 1) {
@@ -122,24 +130,21 @@ public final class EventLoopService: Service, Sendable {
             }
             descriptors.append(copy)
         }
-        var started: [Server] = []
+        var adopted = 0
         do {
-            for (index, loop) in loops.enumerated() {
+            return try await startOnEveryLoop { index, loop in
                 let server = try await loop.startServer(socket: descriptors[index], limit: limit,
                                                         maxConnections: share, idleTimeout: idleTimeout) { reader, writer in
                     await handler(index, reader, writer)
                 }
-                started.append(server)
+                adopted += 1
+                return server
             }
         } catch {
-            for server in started { server.close() }
             // The ones no server took: the duplicates, and `socket` itself once it was adopted.
-            let untaken = started.isEmpty ? descriptors.dropFirst() : descriptors.dropFirst(started.count)
-            untaken.forEach { _ = close($0) }
+            (adopted == 0 ? descriptors.dropFirst() : descriptors.dropFirst(adopted)).forEach { _ = close($0) }
             throw error
         }
-        for server in started { manage(server) }
-        return started
     }
 
     /// Runs every loop on its own thread until graceful shutdown or cancellation, then stops them,

@@ -56,6 +56,21 @@ struct UVSocketAddress {
         self.storage = storage
     }
 
+    /// The IP address a system call filled in (nil for another family).
+    init?(_ storage: sockaddr_storage) {
+        var storage = storage
+        guard let address = withUnsafePointer(to: &storage, {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { UVSocketAddress(copying: $0) }
+        }) else { return nil }
+        self = address
+    }
+
+    /// The IP address the socket `fd` is bound to, nil when unbound or not an IP socket.
+    init?(boundTo fd: Int32) {
+        guard let storage = Socket.localAddress(fd) else { return nil }
+        self.init(storage)
+    }
+
     /// `AF_INET` or `AF_INET6`.
     var family: Int32 { Int32(storage.sin6_family) }
 

@@ -23,14 +23,6 @@ final class UVTCP: UVStream {
         try UVError.check(rc, "uv_tcp_bind(\(address.host) port \(address.port))")
     }
 
-    /// Sets SO_REUSEPORT, so several sockets (one per loop thread) can listen on one port and the
-    /// kernel spreads connections over them. libuv 1.44's `uv_tcp_bind` has no flag for it, so
-    /// the socket is created first (`init(family:)`) and the option set on its descriptor.
-    func setReusePort() throws(UVError) {
-        guard let fd = fileDescriptor else { throw UVError(code: UV_EBADF.rawValue, operation: "setsockopt(SO_REUSEPORT)") }
-        try Socket.setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)")
-    }
-
     /// Connects to `address`; `completion` gets 0 or a negative libuv error (ECONNREFUSED,
     /// ETIMEDOUT, ECANCELED when the handle is closed first).
     /// - Throws: `UVError` when the attempt cannot start (then `completion` is never called).

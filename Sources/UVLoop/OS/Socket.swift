@@ -90,17 +90,16 @@ enum Socket {
 
     // MARK: Listening and accepting by hand
 
-    /// A TCP socket bound to `address` and listening (non-blocking, close-on-exec).
+    /// A TCP socket bound to `address` (`length` bytes) and listening (non-blocking,
+    /// close-on-exec); `name` describes the address in the error.
     /// - Throws: `UVError` naming the failing call (EADDRINUSE from bind, EACCES, EADDRNOTAVAIL).
-    static func makeTCPListener(_ address: UVSocketAddress, reusePort: Bool, ipv6Only: Bool,
-                                backlog: Int32) throws(UVError) -> Int32 {
+    static func makeTCPListener(_ address: UnsafePointer<sockaddr>, length: Int, name: String, reusePort: Bool,
+                                ipv6Only: Bool, backlog: Int32) throws(UVError) -> Int32 {
         var step: Int32 = 0
-        let fd = address.withSockaddr { sockaddr in
-            cos_tcp_listener(sockaddr, socklen_t(address.length), reusePort ? 1 : 0, ipv6Only ? 1 : 0, backlog, &step)
-        }
+        let fd = cos_tcp_listener(address, socklen_t(length), reusePort ? 1 : 0, ipv6Only ? 1 : 0, backlog, &step)
         guard fd < 0 else { return fd }
         let call = ["socket", "setsockopt", "bind", "listen"][Int(step)]
-        throw UVError(code: fd, operation: "\(call)(\(SocketAddress(address)))")
+        throw UVError(code: fd, operation: "\(call)(\(name))")
     }
 
     /// listen(2) on a bound socket, which is made non-blocking first.
@@ -110,20 +109,12 @@ enum Socket {
     }
 
     /// Accepts one waiting connection: its descriptor (non-blocking, close-on-exec), or a negative
-    /// errno value (-EAGAIN when none waits, -EMFILE when descriptors ran out).
-    static func accept(_ fd: Int32) -> Int32 { cos_accept(fd) }
-
-    /// As `accept`, also returning the peer's IP address (what accept4 hands back for free: no
-    /// getpeername per connection); nil for a Unix socket.
-    static func acceptWithPeer(_ fd: Int32) -> (fd: Int32, peer: UVSocketAddress?) {
-        var storage = sockaddr_storage()
+    /// errno value (-EAGAIN when none waits, -EMFILE when descriptors ran out), and the peer's
+    /// address, which accept4 hands back for free (no getpeername per connection).
+    static func accept(_ fd: Int32) -> (fd: Int32, peer: sockaddr_storage) {
+        var peer = sockaddr_storage()
         var length = socklen_t(0)
-        let client = cos_accept_with_peer(fd, &storage, &length)
-        guard client >= 0 else { return (client, nil) }
-        let peer = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { UVSocketAddress(copying: $0) }
-        }
-        return (client, peer)
+        return (cos_accept_with_peer(fd, &peer, &length), peer)
     }
 
     /// What a descriptor handed to `startServer(socket:)` or `openConnection(socket:)` is.
@@ -161,14 +152,14 @@ enum Socket {
         if rc < 0 { throw UVError(code: rc, operation: "\(operation)(fd \(fd))") }
     }
 
-    /// The address `fd` is bound to (`getsockname`), nil when unbound or not an IP socket.
-    static func localAddress(_ fd: Int32) -> UVSocketAddress? {
-        UVSocketAddress(querying: { address, length in
-            var size = socklen_t(length.pointee)
-            let rc = getsockname(fd, address, &size)
-            length.pointee = Int32(size)
-            return rc
-        })
+    /// The address `fd` is bound to (`getsockname`), nil when the call fails.
+    static func localAddress(_ fd: Int32) -> sockaddr_storage? {
+        var address = sockaddr_storage()
+        var size = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &size) }
+        }
+        return rc == 0 ? address : nil
     }
 
     /// The path a Unix socket is bound to, nil when unbound (or abstract).

@@ -41,10 +41,13 @@ extension EventLoop {
             do {
                 for address in addresses {
                     // With several addresses and port 0, the later ones take the port the first got.
-                    let fd = try Socket.makeTCPListener(address.with(port: boundPort), reusePort: reusePort,
-                                                        ipv6Only: address.family == AF_INET6, backlog: backlog)
+                    let target = address.with(port: boundPort)
+                    let fd = try target.withSockaddr {
+                        try Socket.makeTCPListener($0, length: target.length, name: "\(SocketAddress(target))",
+                                                   reusePort: reusePort, ipv6Only: target.family == AF_INET6, backlog: backlog)
+                    }
                     listening.append((fd, address.family))
-                    if let local = Socket.localAddress(fd) {
+                    if let local = UVSocketAddress(boundTo: fd) {
                         boundPort = local.port
                         bound.append(SocketAddress(local))
                     }
@@ -86,8 +89,8 @@ extension EventLoop {
             try checkLoopThread()
             try Socket.prepareAdopted(fd, "startServer(socket:)")
             let address = info.domain == AF_UNIX ? SocketAddress(unixPath: Socket.localUnixPath(fd) ?? "")
-                : Socket.localAddress(fd).map(SocketAddress.init)
-            let port = info.domain == AF_UNIX ? 0 : Socket.localAddress(fd)?.port ?? 0
+                : UVSocketAddress(boundTo: fd).map(SocketAddress.init)
+            let port = info.domain == AF_UNIX ? 0 : UVSocketAddress(boundTo: fd)?.port ?? 0
             // The descriptor stays the caller's if the server cannot take it.
             let dup = fcntl(fd, F_DUPFD_CLOEXEC, 0)
             if dup < 0 { throw UVError.lastError("dup(fd \(fd))") }

@@ -30,7 +30,7 @@ final class Listener {
          ready: @escaping () -> Void, closed: @escaping () -> Void) throws(UVError) {
         self.fileDescriptor = fileDescriptor
         self.family = family
-        let bound = family == AF_UNIX ? nil : Socket.localAddress(fileDescriptor)
+        let bound = family == AF_UNIX ? nil : UVSocketAddress(boundTo: fileDescriptor)
         acceptedLocalAddress = bound.flatMap { $0.isWildcard ? nil : $0 }
         acceptedHaveNoDelay = family != AF_UNIX && (try? Socket.setNoDelay(fileDescriptor, true)) != nil
         poll = try UVPoll(loop: loop.uvLoop, fileDescriptor: fileDescriptor) { _, _ in ready() }
@@ -67,7 +67,10 @@ final class Listener {
 
     /// One waiting connection's descriptor and, for TCP, its peer's address; or a negative errno
     /// value (-EAGAIN when none waits).
-    func accept() -> (fd: Int32, peer: UVSocketAddress?) { Socket.acceptWithPeer(fileDescriptor) }
+    func accept() -> (fd: Int32, peer: UVSocketAddress?) {
+        let (fd, peer) = Socket.accept(fileDescriptor)
+        return (fd, fd >= 0 ? UVSocketAddress(peer) : nil)
+    }
 
     /// Closes the poll handle, then at once the descriptor (`uv_close` stops the poll first), so
     /// the port refuses connections from now on. Idempotent.

@@ -49,7 +49,7 @@ private func connectSocket(_ fd: Int32, to address: UVSocketAddress) -> Int32 {
     address.withSockaddr { Glibc.connect(fd, $0, socklen_t(address.length)) }
 }
 
-private func localPort(_ fd: Int32) -> Int { Socket.localAddress(fd)?.port ?? -1 }
+private func localPort(_ fd: Int32) -> Int { UVSocketAddress(boundTo: fd)?.port ?? -1 }
 
 private func intOption(_ fd: Int32, _ level: Int32, _ name: Int32) -> Int32 {
     var value: Int32 = -1
