@@ -18,6 +18,7 @@ let package = Package(
     products: [
         .library(name: "UVLoop", targets: ["UVLoop"]),
         .library(name: "UVLoopServiceLifecycle", targets: ["UVLoopServiceLifecycle"]),
+        .library(name: "UVLoopTLS", targets: ["UVLoopTLS"]),
     ] + (examples + ["service-group"]).map { .executable(name: $0, targets: [$0]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -33,6 +34,13 @@ let package = Package(
             path: "CLibUV",
             pkgConfig: "libuv",
             providers: [.apt(["libuv1-dev"])]
+        ),
+        // The system OpenSSL (Debian's libssl-dev), for UVLoopTLS only.
+        .systemLibrary(
+            name: "COpenSSL",
+            path: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
         ),
         // The Linux system calls of UVLoop's OS layer (pidfds, wait statuses, posix_spawn extras).
         .systemLibrary(name: "CUVLoopOS", path: "CUVLoopOS"),
@@ -62,6 +70,15 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
+        ),
+        // TLS on the system OpenSSL: its own product, so that UVLoop needs no OpenSSL.
+        .target(
+            name: "UVLoopTLS",
+            dependencies: ["UVLoop", "COpenSSL", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "UVLoopTLSTests",
+            dependencies: ["UVLoopTLS", "UVLoop"]
         ),
         .testTarget(
             name: "UVLoopServiceLifecycleTests",

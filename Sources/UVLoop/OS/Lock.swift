@@ -8,10 +8,11 @@ import Glibc
 /// collapsed by more than 10x in the cross-thread benchmark, and ThreadSanitizer cannot see it.
 ///
 /// `@unchecked Sendable`: the mutex is the guard; the pointer to it never changes.
-final class Lock: @unchecked Sendable {
+@_spi(TLSEngine)
+public final class Lock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
-    init() {
+    public init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         // Adaptive: spin briefly before sleeping in the kernel. Holders keep the lock for a few
@@ -33,7 +34,7 @@ final class Lock: @unchecked Sendable {
     @inline(__always) func unlock() { pthread_mutex_unlock(mutex) }
 
     @inline(__always)
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()
@@ -113,7 +114,7 @@ final class Condition: @unchecked Sendable {
     func broadcast() { pthread_cond_broadcast(condition) }
 
     @inline(__always)
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()

@@ -389,7 +389,7 @@ public final class Server: Sendable {
         // Strong: the transport drops the hook when it closes, which every transport does (at
         // the latest when the loop closes). A weak reference would give the server a side
         // table, which LeakSanitizer reports when the server is still alive at exit.
-        transport.onClosed = { [self] closed in connectionDidClose(ObjectIdentifier(closed)) }
+        transport.onClosed = { [self] closed, successor in connectionDidClose(closed, successor: successor) }
         let key = state.value.nextHandlerID
         state.value.nextHandlerID &+= 1
         // Only `shutdown` cancels this task, and only after aborting its connection, whose abort
@@ -413,8 +413,13 @@ public final class Server: Sendable {
         resumeWaitersIfDone()
     }
 
-    private func connectionDidClose(_ id: ObjectIdentifier) {
-        guard state.value.connections.removeValue(forKey: id) != nil else { return }
+    /// A connection closed, or `startTLS` handed it over to `successor` (which takes its place).
+    private func connectionDidClose(_ transport: StreamTransport, successor: StreamTransport?) {
+        guard state.value.connections.removeValue(forKey: ObjectIdentifier(transport)) != nil else { return }
+        if let successor {
+            state.value.connections[ObjectIdentifier(successor)] = successor
+            return
+        }
         connectionCount.subtract(1, ordering: .relaxed)
         if state.value.connections.isEmpty, let sweep = state.value.idleSweep {
             // Nothing to sweep; and a timer kept here would hold the server through its closure.

@@ -15,6 +15,8 @@ public enum StreamError: Error, Sendable, Equatable, CustomStringConvertible {
     case readInProgress
     /// An argument out of its domain (a negative count, an empty separator).
     case invalidArgument(String)
+    /// This reader or writer was replaced by the ones `startTLS` returned.
+    case replacedByTLS
 
     /// What went wrong, in words.
     public var description: String {
@@ -26,6 +28,7 @@ public enum StreamError: Error, Sendable, Equatable, CustomStringConvertible {
         case .closed: return "The stream is closed"
         case .readInProgress: return "Another task is already waiting for incoming data on this StreamReader"
         case .invalidArgument(let message): return message
+        case .replacedByTLS: return "This stream was upgraded to TLS: use the reader and writer startTLS returned"
         }
     }
 }

@@ -4,7 +4,16 @@ extension StreamTransport {
     // MARK: From libuv
 
     func streamDidRead(_ bytes: UnsafeRawBufferPointer) {
+        if let tls {
+            receiveCiphertext(bytes, tls)
+            return
+        }
         noteActivity()
+        deliver(bytes)
+    }
+
+    /// Bytes for the reader (received, or decrypted): to a waiting `read(n)`, or into `received`.
+    func deliver(_ bytes: UnsafeRawBufferPointer) {
         // Fast path: a `read(n)` is waiting on an empty queue; give it the bytes directly.
         if case .chunk(let maxBytes, let continuation)? = readWaiter, received.isEmpty {
             readWaiter = nil
@@ -38,6 +47,12 @@ extension StreamTransport {
     func streamDidEndReading(_ error: UVError?) {
         if let error, !(isTerminal && error == .EIO) {
             fail(error)
+            return
+        }
+        // An end of file before the handshake finished is its failure; after it, without
+        // close_notify, it is an end of file (asyncio's choice).
+        if let tls, tls.handshaking {
+            fail(tls.engine.makeError("the peer closed the connection during the handshake"))
             return
         }
         eof = true

@@ -13,7 +13,19 @@ extension StreamTransport {
         default: throw StreamError.closed
         }
         guard bytes.count > 0 else { return }
+        if let tls {
+            try tls.engine.write(bytes)
+            sendTLSOutput(tls)
+            if let writeFailure { throw writeFailure }
+            return
+        }
         if isTerminal { lastWrittenByte = bytes[bytes.count - 1] }
+        try writeRaw(bytes)
+    }
+
+    /// Hands `bytes` to the socket as they are (plain bytes, or TLS records): to the kernel when it
+    /// takes them, else into the chunk in flight or the pending one.
+    func writeRaw(_ bytes: UnsafeRawBufferPointer) throws {
         if inFlight == nil {
             let written = stream.tryWrite(bytes)
             if written < 0 {
@@ -166,6 +178,7 @@ extension StreamTransport {
             close()
             return
         }
+        if let tls { sendCloseNotify(tls) }
         writeState = .eofPending
         if inFlight == nil { shutdownWrites() }
     }

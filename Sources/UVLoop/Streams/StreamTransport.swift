@@ -113,9 +113,13 @@ final class StreamTransport: UVStreamDelegate, @unchecked Sendable {
     /// asyncio's "paused writing": set above `highWater`, cleared at or below `lowWater`.
     @exclusivity(unchecked) var writingPaused = false
     var closeWaiters = CloseWaiters()
-    /// Called once when the handle has closed (a server counts its connections with it). It gets
-    /// the transport, so that a hook capturing only its server needs no closure context.
-    var onClosed: ((StreamTransport) -> Void)?
+    /// Called once when the handle has closed (a server counts its connections with it), with
+    /// nil; or, when `startTLS` hands the connection over to a new transport, with that one
+    /// (which gets the hook). It gets the transport, so that a hook capturing only its server
+    /// needs no closure context.
+    var onClosed: ((_ transport: StreamTransport, _ successor: StreamTransport?) -> Void)?
+    /// TLS, once `startTLS` installed it: the socket's bytes are ciphertext from then on.
+    var tls: TLSLayer?
 
     // MARK: Reading (loop thread)
 
@@ -224,6 +228,11 @@ final class StreamTransport: UVStreamDelegate, @unchecked Sendable {
         return nil
     }
 
+    var isEOFPending: Bool {
+        if case .eofPending = writeState { return true }
+        return false
+    }
+
     // MARK: Running on the loop
 
     func makeWaiterID() -> UInt64 {
@@ -265,6 +274,10 @@ final class StreamTransport: UVStreamDelegate, @unchecked Sendable {
     /// descriptor). Idempotent. Loop thread.
     func close() {
         guard !closeRequested, state == .open else { return }
+        if let tls, writeState.acceptsWrites || isEOFPending {
+            sendCloseNotify(tls)
+            armShutdownDeadline(tls)
+        }
         closeRequested = true
         stream.stopReading()
         readingPaused = false
@@ -299,6 +312,7 @@ final class StreamTransport: UVStreamDelegate, @unchecked Sendable {
     func fail(_ error: any Error) {
         if readError == nil { readError = error }
         if writeFailure == nil { writeState = .failed(error) }
+        if let tls { endHandshakeWait(tls) }
         wakeReader()
         resumeDrainWaiters()
         guard state == .open else { return }
@@ -348,6 +362,7 @@ final class StreamTransport: UVStreamDelegate, @unchecked Sendable {
             if readError == nil { eof = true }   // asyncio feeds EOF to the reader on connection_lost
             if writeFailure == nil { writeState = .closed }
         }
+        if let tls { endHandshakeWait(tls) }
         wakeReader()
         resumeDrainWaiters()
         if !sendfileQueue.isEmpty { failSendfileQueue() }
@@ -358,7 +373,7 @@ final class StreamTransport: UVStreamDelegate, @unchecked Sendable {
         closeWaiters.resumeAll()
         let hook = onClosed
         onClosed = nil
-        hook?(self)
+        hook?(self, nil)
     }
 
     /// Waits until the handle has closed. Loop thread.

@@ -1,0 +1,314 @@
+/// What a TLS implementation gives the stream transport: a record layer driven over memory,
+/// on the loop's thread. `UVLoopTLS` implements it on OpenSSL (memory BIOs); `UVLoop` itself
+/// needs no TLS library. Not API: the `TLSEngine` SPI is for `UVLoopTLS` only.
+@_spi(TLSEngine)
+public protocol TLSEngine: AnyObject {
+    /// Ciphertext received from the peer (all of it is taken).
+    func feed(_ ciphertext: UnsafeRawBufferPointer)
+    /// Advances the handshake with what was fed.
+    func handshake() -> TLSEngineStep
+    /// Decrypts into `buffer`: `.bytes(n)`, `.wantMore` when a whole record has not arrived,
+    /// `.closed` at the peer's close_notify, `.failed` on a protocol or verification error.
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> TLSEngineStep
+    /// Encrypts all of `plaintext` (after the handshake).
+    /// - Throws: the engine's error.
+    func write(_ plaintext: UnsafeRawBufferPointer) throws
+    /// Queues this side's close_notify.
+    func shutdown()
+    /// Hands `body` the ciphertext to send, if any, then forgets it.
+    func takeOutput(_ body: (UnsafeRawBufferPointer) -> Void)
+    /// The error for a failure the stream sees itself: a timeout, an end of file mid-handshake.
+    func makeError(_ reason: String) -> any Error
+}
+
+@_spi(TLSEngine)
+public enum TLSEngineStep {
+    /// The handshake is complete (`handshake()`).
+    case done
+    /// `read(into:)` decrypted this many bytes.
+    case bytes(Int)
+    /// More ciphertext is needed.
+    case wantMore
+    /// The peer sent close_notify.
+    case closed
+    case failed(any Error)
+}
+
+/// A transport's TLS state: the engine, the handshake's waiter and deadline, the shutdown
+/// deadline. Loop thread only (owned by its transport).
+final class TLSLayer {
+    let engine: any TLSEngine
+    var handshaking = true
+    var handshakeWaiter: UnsafeContinuation<Void, any Error>?
+    var handshakeTimer: TimerHandle?
+    var shutdownTimer: TimerHandle?
+    /// Our close_notify is queued (by `writeEOF` or `close`).
+    var sentCloseNotify = false
+    let shutdownTimeout: Double
+
+    init(engine: any TLSEngine, shutdownTimeout: Double) {
+        self.engine = engine
+        self.shutdownTimeout = shutdownTimeout
+    }
+
+    func cancelTimers() {
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+        shutdownTimer?.cancel()
+        shutdownTimer = nil
+    }
+}
+
+/// The plaintext a TLS read decrypts into: one per loop thread, as `ReceiveBuffer`, so idle TLS
+/// connections hold no read memory of UVLoop's.
+final class PlaintextBuffer {
+    static let size = 65_536
+    let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: PlaintextBuffer.size, alignment: 16)
+
+    deinit { bytes.deallocate() }
+
+    private static let slot = ThreadLocal<PlaintextBuffer>()
+
+    static func forCurrentThread() -> PlaintextBuffer { slot.get(orCreate: PlaintextBuffer.init) }
+}
+
+/// TLS on a transport: the handshake, the record layer between the socket's bytes and the
+/// reader's and writer's, close_notify. Loop thread only.
+extension StreamTransport {
+    /// Ciphertext arrived: decrypt what is whole, advance the handshake, send what the engine has.
+    func receiveCiphertext(_ bytes: UnsafeRawBufferPointer, _ tls: TLSLayer) {
+        noteActivity()
+        tls.engine.feed(bytes)
+        pumpTLS(tls)
+    }
+
+    /// Runs the engine on what it was fed: the handshake first, then every whole record.
+    func pumpTLS(_ tls: TLSLayer) {
+        if tls.handshaking {
+            switch tls.engine.handshake() {
+            case .done:
+                tls.handshaking = false
+                tls.handshakeTimer?.cancel()
+                tls.handshakeTimer = nil
+                if let waiter = tls.handshakeWaiter {
+                    tls.handshakeWaiter = nil
+                    waiter.resume()
+                }
+            case .failed(let error):
+                sendTLSOutput(tls)
+                fail(error)
+                return
+            default:
+                sendTLSOutput(tls)
+                return
+            }
+        }
+        let scratch = PlaintextBuffer.forCurrentThread().bytes
+        decrypting: while state == .open && !eof {
+            switch tls.engine.read(into: scratch) {
+            case .bytes(let count):
+                deliver(UnsafeRawBufferPointer(rebasing: scratch[..<count]))
+            case .closed:
+                eof = true
+                publishReadState()
+                wakeReader()
+                break decrypting
+            case .failed(let error):
+                sendTLSOutput(tls)
+                fail(error)
+                return
+            default:
+                break decrypting
+            }
+        }
+        sendTLSOutput(tls)
+    }
+
+    /// Sends the ciphertext the engine made (handshake messages, records, alerts, close_notify),
+    /// unless the write side is already shut or failed.
+    func sendTLSOutput(_ tls: TLSLayer) {
+        tls.engine.takeOutput { bytes in
+            guard state == .open, bytes.count > 0 else { return }
+            switch writeState {
+            case .open, .eofPending, .closePending: try? writeRaw(bytes)
+            default: return
+            }
+        }
+    }
+
+    /// Queues and sends close_notify once (after the handshake; before it there is nothing to end).
+    func sendCloseNotify(_ tls: TLSLayer) {
+        guard !tls.sentCloseNotify, !tls.handshaking, state == .open else { return }
+        tls.sentCloseNotify = true
+        tls.engine.shutdown()
+        sendTLSOutput(tls)
+    }
+
+    /// `close()` on a TLS stream: when the close_notify and the bytes before it are still
+    /// unsent after `shutdownTimeout` (a peer that does not read), the connection is aborted.
+    func armShutdownDeadline(_ tls: TLSLayer) {
+        guard state == .open, tls.shutdownTimer == nil, tls.shutdownTimeout.isFinite else { return }
+        let seconds = tls.shutdownTimeout
+        tls.shutdownTimer = loop.callLater(seconds) { [self] in
+            tls.shutdownTimer = nil
+            abort(failing: UVError(code: UVError.ETIMEDOUT.code,
+                                   operation: "TLS shutdown not finished after \(seconds) s (shutdownTimeout)"))
+        }
+    }
+
+    /// Starts TLS on this fresh transport (made by `handOver`): `initial` is what the plain
+    /// transport had received (the start of the peer's handshake, maybe). Returns once the
+    /// handshake is complete.
+    /// - Throws: the engine's error (verification, protocol), its timeout error after
+    ///   `handshakeTimeout` seconds, the connection's error; the connection is then closed.
+    func startTLS(_ engine: any TLSEngine, initial: [UInt8], handshakeTimeout: Double,
+                  shutdownTimeout: Double) async throws {
+        try loop.checkLoopThread()
+        let tls = TLSLayer(engine: engine, shutdownTimeout: shutdownTimeout)
+        self.tls = tls
+        if handshakeTimeout.isFinite {
+            tls.handshakeTimer = loop.callLater(handshakeTimeout) { [self] in
+                tls.handshakeTimer = nil
+                guard tls.handshaking else { return }
+                abortTLS(engine.makeError("handshake not finished after \(handshakeTimeout) s (handshakeTimeout)"))
+            }
+        }
+        if !initial.isEmpty {
+            initial.withUnsafeBytes { engine.feed($0) }
+        }
+        pumpTLS(tls)
+        if tls.handshaking, state == .open, readError == nil {
+            if eof {
+                abortTLS(engine.makeError("the peer closed the connection during the handshake"))
+            } else {
+                let loop = self.loop
+                try await withTaskCancellationHandler {
+                    try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                        if Task.isCancelled || state != .open {
+                            continuation.resume(throwing: readError ?? CancellationError())
+                            return
+                        }
+                        tls.handshakeWaiter = continuation
+                    }
+                } onCancel: {
+                    loop.schedule { [self] in abortTLS(CancellationError()) }
+                }
+            }
+        }
+        try loop.checkLoopThread()
+        if let readError { throw readError }
+        if tls.handshaking { throw StreamError.closed }
+    }
+
+    /// Ends a TLS connection with `error` (reset: a failed handshake sends nothing more).
+    func abortTLS(_ error: any Error) {
+        guard state == .open else { return }
+        pending?.removeAll()
+        if let tcp = stream as? UVTCP { tcp.setResetOnClose() }
+        fail(error)
+    }
+
+    /// Wakes a handshake waiter with the connection's error (fail, close).
+    func endHandshakeWait(_ tls: TLSLayer) {
+        tls.cancelTimers()
+        guard let waiter = tls.handshakeWaiter else { return }
+        tls.handshakeWaiter = nil
+        waiter.resume(throwing: readError ?? StreamError.closed)
+    }
+}
+
+// MARK: startTLS: handing a plain connection over to a TLS transport
+
+extension StreamTransport {
+    /// Hands the connection over to a new transport, for `startTLS`: once what was written is
+    /// sent, the new transport takes the handle (it becomes the stream's delegate) and the
+    /// server's place, and this one is retired: its faces throw `StreamError.replacedByTLS`.
+    /// Returns the new transport and the bytes received and not read (the peer's first
+    /// handshake bytes, maybe).
+    /// - Throws: the connection's error; `StreamError.closed` once closed or half-closed;
+    ///   `StreamError.readInProgress` while a task waits in a read; `StreamError.invalidArgument`
+    ///   for a pipe, a stream with TLS already, or during a sendfile.
+    func handOver() async throws -> (StreamTransport, [UInt8]) {
+        try loop.checkLoopThread()
+        try checkCanHandOver()
+        // What was written before goes out first, in the clear.
+        if inFlight != nil {
+            let marks = (highWater, lowWater)
+            highWater = 0
+            lowWater = 0
+            updateWritePause()
+            defer {
+                (highWater, lowWater) = marks
+                updateWritePause()
+            }
+            try await drain()
+            try checkCanHandOver()
+        }
+        let successor = StreamTransport(loop: loop, stream: stream, kind: kind, local: localEndpoint,
+                                        peer: peerEndpoint, limit: limit)
+        successor.tracksActivity = tracksActivity
+        successor.lastActivity = lastActivity
+        successor.highWater = highWater
+        successor.lowWater = lowWater
+        successor.eof = eof
+        successor.pausedByUser = pausedByUser
+        let initial = received.takeAll()
+        // Retire this transport: it owns nothing any more.
+        let wasPaused = readingPaused
+        state = .closed
+        closeRequested = true
+        readError = StreamError.replacedByTLS
+        writeState = .failed(StreamError.replacedByTLS)
+        readingPaused = false
+        spare = nil
+        publishedFileDescriptor.store(-1, ordering: .relaxed)
+        publishReadState()
+        resumeDrainWaiters()
+        closeWaiters.resumeAll()
+        let hook = onClosed
+        onClosed = nil
+        successor.onClosed = hook
+        hook?(self, successor)
+        // Flow control may have stopped reading; the new transport's buffer is empty.
+        if wasPaused, !pausedByUser, !eof { try? stream.startReading() }
+        return (successor, initial)
+    }
+
+    private func checkCanHandOver() throws {
+        if let readError { throw readError }
+        if let writeFailure { throw writeFailure }
+        guard state == .open, writeState.acceptsWrites else { throw StreamError.closed }
+        guard kind != .pipe else { throw StreamError.invalidArgument("startTLS needs a socket, not a pipe") }
+        guard tls == nil else { throw StreamError.invalidArgument("startTLS on a stream that is TLS already") }
+        guard sendfileQueue.isEmpty, inFlight.map({ $0.count > 0 }) ?? true else {
+            throw StreamError.invalidArgument("startTLS while a sendfile runs")
+        }
+        if readWaiter != nil { throw StreamError.readInProgress }
+    }
+}
+
+/// For `UVLoopTLS` (SPI): TLS over a stream's connection.
+@_spi(TLSEngine)
+extension StreamWriter {
+    /// Upgrades this plain connection to TLS with `engine` (asyncio's `start_tls`): sends what
+    /// was written first, hands the connection over, runs the handshake. This reader and writer
+    /// throw `StreamError.replacedByTLS` from then on. On failure the connection is closed.
+    public func upgrade(with engine: any TLSEngine, handshakeTimeout: Double,
+                        shutdownTimeout: Double) async throws -> (StreamReader, StreamWriter) {
+        let transport = self.transport
+        return try await transport.loop.onLoop {
+            let (successor, initial) = try await transport.handOver()
+            do {
+                try await successor.startTLS(engine, initial: initial, handshakeTimeout: handshakeTimeout,
+                                             shutdownTimeout: shutdownTimeout)
+            } catch {
+                successor.abortTLS(error)
+                throw error
+            }
+            return successor.makeStreams()
+        }
+    }
+
+    /// The engine of a TLS connection (set before its reader and writer exist), else nil.
+    public var tlsEngine: (any TLSEngine)? { transport.tls?.engine }
+}
