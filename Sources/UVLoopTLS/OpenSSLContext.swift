@@ -42,12 +42,8 @@ final class OpenSSLContext: @unchecked Sendable {
             throw error
         }
         self.named = named
-        do {
-            try configure(key)
-        } catch {
-            SSL_CTX_free(context)
-            throw error
-        }
+        // Initialized: a throw from here runs deinit, which frees the context.
+        try configure(key)
     }
 
     /// A context holding only a certificate and key: an SNI name's, switched to in the
@@ -58,12 +54,8 @@ final class OpenSSLContext: @unchecked Sendable {
         named = []
         guard let context = SSL_CTX_new(TLS_server_method()) else { throw TLSError.fromQueue("SSL_CTX_new") }
         self.context = context
-        do {
-            try Self.useCertificate(context, chain: chain, key: privateKeyFile)
-        } catch {
-            SSL_CTX_free(context)
-            throw error
-        }
+        // Initialized: a throw from here runs deinit, which frees the context.
+        try Self.useCertificate(context, chain: chain, key: privateKeyFile)
     }
 
     deinit { SSL_CTX_free(context) }
@@ -128,7 +120,11 @@ final class OpenSSLContext: @unchecked Sendable {
             throw TLSError.fromQueue("certificate chain file \(chain)")
         }
         guard SSL_CTX_use_PrivateKey_file(context, key, SSL_FILETYPE_PEM) == 1 else {
-            throw TLSError.fromQueue("private key file \(key)")
+            let error = TLSError.fromQueue("private key file \(key)")
+            if error.reason.hasSuffix(": key values mismatch") {
+                throw TLSError(reason: "private key file \(key) does not match certificate chain file \(chain): key values mismatch")
+            }
+            throw error
         }
         guard SSL_CTX_check_private_key(context) == 1 else {
             throw TLSError.fromQueue("private key file \(key) does not match certificate chain file \(chain)")

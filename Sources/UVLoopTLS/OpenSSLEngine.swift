@@ -37,6 +37,7 @@ final class OpenSSLEngine: TLSEngine, @unchecked Sendable {
             SSL_set_accept_state(ssl)
         } else {
             SSL_set_connect_state(ssl)
+            // (Initialized: a throw runs deinit, which frees the SSL.)
             if let serverName { try name(serverName) }
         }
     }
