@@ -33,9 +33,14 @@ final class OpenSSLContext: @unchecked Sendable {
         alpnWire = wire
         var named: [(String, OpenSSLContext)] = []
         do {
+            // Each name's context is the default one but for its certificate: OpenSSL takes the
+            // trust store, the client-certificate request and ALPN from the context switched to.
             for entry in key.namedCertificates {
-                named.append((entry.name, try OpenSSLContext(certificateOnly: entry.certificateChainFile,
-                                                             privateKeyFile: entry.privateKeyFile)))
+                var sub = key
+                sub.certificateChainFile = entry.certificateChainFile
+                sub.privateKeyFile = entry.privateKeyFile
+                sub.namedCertificates = []
+                named.append((entry.name, try OpenSSLContext(sub)))
             }
         } catch {
             SSL_CTX_free(context)
@@ -46,8 +51,7 @@ final class OpenSSLContext: @unchecked Sendable {
         try configure(key)
     }
 
-    /// A context holding only a certificate and key: an SNI name's, switched to in the
-    /// server-name callback (the verification settings stay the default context's).
+    /// A context holding only a certificate and key: checks the files `addServerName` is given.
     init(certificateOnly chain: String, privateKeyFile: String) throws {
         isServer = true
         alpnWire = []

@@ -172,6 +172,41 @@ import UVLoopTLS
         }
     }
 
+    @Test func aServerNamesConnectionKeepsALPNAndTheClientCertificateCheck() throws {
+        var server = try serverTLS
+        server.trustRootsFile = certs.caFile
+        server.alpnProtocols = ["h2"]
+        try server.addServerName("*.test", certificateChainFile: certs.otherCert, privateKeyFile: certs.otherKey)
+        var client = clientTLS
+        client.alpnProtocols = ["h2"]
+        client.certificateChainFile = certs.clientCert
+        client.privateKeyFile = certs.clientKey
+        var anonymous = clientTLS
+        anonymous.alpnProtocols = ["h2"]
+        try onFreshLoop { [server, client, anonymous] loop in
+            let listening = try await loop.startServer(host: "127.0.0.1", port: 0, tls: server) { _, writer in
+                try? writer.write("\(writer.tls?.serverName ?? "-") \(writer.tls?.peerCertificate?.count ?? 0)")
+                writer.close()
+            }
+            let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: listening.port, tls: client,
+                                                                 serverName: "other.test")
+            #expect(writer.tls?.alpnProtocol == "h2")
+            #expect(writer.tls?.peerCertificate == certs.der("other"))
+            #expect(text(try await reader.read()) == "other.test \(certs.der("client").count)")
+            // The name's context still requires the client's certificate.
+            let refused: Bool
+            do {
+                let (reader, _) = try await loop.openConnection(host: "127.0.0.1", port: listening.port, tls: anonymous,
+                                                                serverName: "other.test")
+                refused = (try? await reader.read()) == nil
+            } catch {
+                refused = error is TLSError
+            }
+            #expect(refused)
+            listening.close()
+        }
+    }
+
     @Test func mutualTLSGivesTheServerTheClientsCertificate() throws {
         var server = try serverTLS
         server.trustRootsFile = certs.caFile

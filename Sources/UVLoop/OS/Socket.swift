@@ -211,6 +211,28 @@ enum Socket {
         return Int(sent)
     }
 
+    /// Up to `count` bytes of `file` from `offset` (pread(2): the file's own offset stays), fewer
+    /// at its end; retried on EINTR.
+    static func readFile(_ file: Int32, offset: Int64, count: Int) throws(UVError) -> [UInt8] {
+        var failure: Int32 = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            initialized = 0
+            while true {
+                let got = pread(file, buffer.baseAddress, count, off_t(offset))
+                if got >= 0 {
+                    initialized = got
+                    return
+                }
+                if errno != EINTR {
+                    failure = errno
+                    return
+                }
+            }
+        }
+        if failure != 0 { throw UVError(errno: failure, operation: "pread(fd \(file))") }
+        return bytes
+    }
+
     private static func withUnixAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
