@@ -48,9 +48,9 @@ import UVLoopTLS
         }
     }
 
-    @Test func anUnknownCAIsRefusedWithOpenSSLsReason() throws {
+    @Test func anUnknownCAIsRefusedWithOpenSSLsReason() async throws {
         let tls = try server(certs.strangerCert, certs.strangerKey)
-        try onFreshLoop { [client] loop in
+        try await onFreshLoop { [client] loop in
             let (listening, served) = try await okServer(loop, tls)
             let why = await reason { _ = try await loop.openConnection(host: "127.0.0.1", port: listening.port, tls: client) }
             #expect(why == "certificate verify failed: unable to get local issuer certificate")
@@ -64,9 +64,9 @@ import UVLoopTLS
         }
     }
 
-    @Test func aWrongNameAndAWrongIPAddressAreRefused() throws {
+    @Test func aWrongNameAndAWrongIPAddressAreRefused() async throws {
         let tls = try server(certs.otherCert, certs.otherKey)   // for other.test only
-        try onFreshLoop { [client] loop in
+        try await onFreshLoop { [client] loop in
             let (listening, _) = try await okServer(loop, tls)
             let name = await reason {
                 _ = try await loop.openConnection(host: "127.0.0.1", port: listening.port, tls: client, serverName: "localhost")
@@ -85,9 +85,9 @@ import UVLoopTLS
         }
     }
 
-    @Test func anExpiredCertificateIsRefused() throws {
+    @Test func anExpiredCertificateIsRefused() async throws {
         let tls = try server(certs.expiredCert)
-        try onFreshLoop { [client] loop in
+        try await onFreshLoop { [client] loop in
             let (listening, _) = try await okServer(loop, tls)
             let why = await reason { _ = try await loop.openConnection(host: "localhost", port: listening.port, tls: client) }
             #expect(why == "certificate verify failed: certificate has expired")
@@ -95,10 +95,10 @@ import UVLoopTLS
         }
     }
 
-    @Test func aClientWithoutTheCertificateTheServerRequiresFailsAndTheServerServesOn() throws {
+    @Test func aClientWithoutTheCertificateTheServerRequiresFailsAndTheServerServesOn() async throws {
         var tls = try server()
         tls.trustRootsFile = certs.caFile
-        try onFreshLoop { [client, tls] loop in
+        try await onFreshLoop { [client, tls] loop in
             let (listening, served) = try await okServer(loop, tls)
             // TLS 1.3: the client's handshake ends before the server has seen its (missing)
             // certificate; the server's alert comes with the first read.
@@ -127,9 +127,9 @@ import UVLoopTLS
         }
     }
 
-    @Test func aPlainTextClientOnATLSPortIsClosedAndTheServerServesOn() throws {
+    @Test func aPlainTextClientOnATLSPortIsClosedAndTheServerServesOn() async throws {
         let tls = try server()
-        try onFreshLoop { loop in
+        try await onFreshLoop { loop in
             let (listening, served) = try await okServer(loop, tls)
             let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: listening.port)
             try writer.write("GET / HTTP/1.0\r\n\r\n")
@@ -142,10 +142,10 @@ import UVLoopTLS
         }
     }
 
-    @Test func aSilentClientIsCutAtTheHandshakeTimeout() throws {
+    @Test func aSilentClientIsCutAtTheHandshakeTimeout() async throws {
         var tls = try server()
         tls.handshakeTimeout = 0.3
-        try onFreshLoop { [tls] loop in
+        try await onFreshLoop { [tls] loop in
             let (listening, served) = try await okServer(loop, tls)
             let (reader, _) = try await loop.openConnection(host: "127.0.0.1", port: listening.port)
             let start = loop.time()
@@ -163,10 +163,10 @@ import UVLoopTLS
         }
     }
 
-    @Test func aClientsHandshakeTimesOutAgainstASilentServer() throws {
+    @Test func aClientsHandshakeTimesOutAgainstASilentServer() async throws {
         var tls = client
         tls.handshakeTimeout = 0.3
-        try onFreshLoop { [tls] loop in
+        try await onFreshLoop { [tls] loop in
             let silent = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, _ in
                 _ = try? await reader.read()
             }
@@ -176,9 +176,9 @@ import UVLoopTLS
         }
     }
 
-    @Test func aServerClosingMidHandshakeIsATLSErrorAndAfterItAnEndOfFile() throws {
+    @Test func aServerClosingMidHandshakeIsATLSErrorAndAfterItAnEndOfFile() async throws {
         let tls = try server()
-        try onFreshLoop { [client] loop in
+        try await onFreshLoop { [client] loop in
             // Reads the ClientHello, then closes: the handshake cannot finish.
             let closing = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
                 _ = try? await reader.read(1)
@@ -200,10 +200,10 @@ import UVLoopTLS
         }
     }
 
-    @Test func aServerRequiringTLS13RefusesATLS12Client() throws {
+    @Test func aServerRequiringTLS13RefusesATLS12Client() async throws {
         var tls = try server()
         tls.minimumVersion = .tls13
-        try onFreshLoop { [tls] loop in
+        try await onFreshLoop { [tls] loop in
             let (listening, _) = try await okServer(loop, tls)
             let python = try await loop.subprocessExec("/usr/bin/env", ["python3", "-c", """
                 import socket, ssl, sys
@@ -223,7 +223,7 @@ import UVLoopTLS
 
     // MARK: Configuration errors
 
-    @Test func unusableKeyAndCertificateFilesThrowAtConfigurationTime() throws {
+    @Test func unusableKeyAndCertificateFilesThrowAtConfigurationTime() async throws {
         func why(_ chain: String, _ key: String) -> String? {
             do {
                 _ = try TLSConfiguration.server(certificateChainFile: chain, privateKeyFile: key)
@@ -255,9 +255,9 @@ import UVLoopTLS
         }
     }
 
-    @Test func badArgumentsThrowBeforeAnythingIsOpened() throws {
+    @Test func badArgumentsThrowBeforeAnythingIsOpened() async throws {
         let tls = try server()
-        try onFreshLoop { [client] loop in
+        try await onFreshLoop { [client] loop in
             var zero = client
             zero.handshakeTimeout = 0
             await #expect(throws: EventLoopError.invalidArgument) {

@@ -38,9 +38,9 @@ import UVLoopTLS
 
     struct PeerFailed: Error { var output: String }
 
-    @Test func opensslSClientTalksToAUVLoopServer() throws {
+    @Test func opensslSClientTalksToAUVLoopServer() async throws {
         let tls = try serverTLS
-        try onFreshLoop { [certs] loop in
+        try await onFreshLoop { [certs] loop in
             let server = try await loop.startServer(host: "127.0.0.1", port: 0, tls: tls) { reader, writer in
                 let line = (try? await reader.readLine()) ?? []
                 try? writer.write(text(line).uppercased())
@@ -57,10 +57,10 @@ import UVLoopTLS
         }
     }
 
-    @Test func aUVLoopClientTalksToOpensslSServer() throws {
+    @Test func aUVLoopClientTalksToOpensslSServer() async throws {
         let client = clientTLS
         let port = unusedPort()
-        try onFreshLoop { [certs] loop in
+        try await onFreshLoop { [certs] loop in
             let server = try await loop.subprocessExec("/usr/bin/openssl", [
                 "s_server", "-accept", "127.0.0.1:\(port)", "-cert", certs.serverCert, "-key", certs.serverKey, "-rev",
             ], stdin: .pipe, stdout: .pipe, stderr: .stdout)
@@ -76,10 +76,10 @@ import UVLoopTLS
         }
     }
 
-    @Test func pythonSSLClientTalksToAUVLoopServer() throws {
+    @Test func pythonSSLClientTalksToAUVLoopServer() async throws {
         var tls = try serverTLS
         tls.alpnProtocols = ["h2", "http/1.1"]
-        try onFreshLoop { [certs, tls] loop in
+        try await onFreshLoop { [certs, tls] loop in
             let server = try await loop.startServer(host: "127.0.0.1", port: 0, tls: tls) { reader, writer in
                 let request = (try? await reader.readExactly(4)) ?? []
                 try? writer.write("pong to \(text(request)) over \(writer.tls?.protocolVersion ?? "?")")
@@ -107,10 +107,10 @@ import UVLoopTLS
         }
     }
 
-    @Test func aUVLoopClientTalksToAPythonSSLServerThatClosesWithoutCloseNotify() throws {
+    @Test func aUVLoopClientTalksToAPythonSSLServerThatClosesWithoutCloseNotify() async throws {
         let client = clientTLS
         let port = unusedPort()
-        try onFreshLoop { [certs] loop in
+        try await onFreshLoop { [certs] loop in
             let script = """
                 import socket, ssl, sys
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -144,13 +144,13 @@ import UVLoopTLS
         }
     }
 
-    @Test func sendfileGoesThroughTLS() throws {
+    @Test func sendfileGoesThroughTLS() async throws {
         let tls = try serverTLS
         let client = clientTLS
         let path = certs.directory + "/sendfile-\(UInt32.random(in: 0...UInt32.max)).bin"
         let content = patternBytes(700_000, seed: 3)
         _ = FileManager.default.createFile(atPath: path, contents: Data(content))
-        try onFreshLoop { loop in
+        try await onFreshLoop { loop in
             let server = try await loop.startServer(host: "127.0.0.1", port: 0, tls: tls) { _, writer in
                 let fd = open(path, O_RDONLY)
                 defer { close(fd) }

@@ -29,12 +29,12 @@ import UVLoopTLS
         }
     }
 
-    @Test func echoBetweenUVLoopServerAndClientWithTheAgreedParameters() throws {
+    @Test func echoBetweenUVLoopServerAndClientWithTheAgreedParameters() async throws {
         var server = try serverTLS
         server.alpnProtocols = ["http/1.1", "h2"]
         var client = clientTLS
         client.alpnProtocols = ["h2", "http/1.1"]
-        try onFreshLoop { [server, client] loop in
+        try await onFreshLoop { [server, client] loop in
             let infos = LockedBox<TLSConnectionInfo?>(nil)
             let listening = try await loop.startServer(host: "127.0.0.1", port: 0, tls: server) { reader, writer in
                 infos.value = writer.tls
@@ -57,10 +57,10 @@ import UVLoopTLS
         }
     }
 
-    @Test func eightMebibytesEachWayWithBackpressure() throws {
+    @Test func eightMebibytesEachWayWithBackpressure() async throws {
         let server = try serverTLS
         let client = clientTLS
-        try onFreshLoop { [server, client] loop in
+        try await onFreshLoop { [server, client] loop in
             let listening = try await echoServer(loop, server)
             let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: listening.port, tls: client)
             let payload = patternBytes(8 << 20, seed: 7)
@@ -90,10 +90,10 @@ import UVLoopTLS
         }
     }
 
-    @Test func writeEOFSendsCloseNotifyAndTheConnectionStaysOpenForReading() throws {
+    @Test func writeEOFSendsCloseNotifyAndTheConnectionStaysOpenForReading() async throws {
         let server = try serverTLS
         let client = clientTLS
-        try onFreshLoop { [server, client] loop in
+        try await onFreshLoop { [server, client] loop in
             let listening = try await loop.startServer(host: "127.0.0.1", port: 0, tls: server) { reader, writer in
                 // Everything until the client's close_notify, then the answer.
                 let request = (try? await reader.read()) ?? []
@@ -110,11 +110,11 @@ import UVLoopTLS
         }
     }
 
-    @Test func unixSocketServerAndClient() throws {
+    @Test func unixSocketServerAndClient() async throws {
         let server = try serverTLS
         let client = clientTLS
         let path = NSTemporaryDirectory() + "uvl-tls-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
-        try onFreshLoop { [server, client] loop in
+        try await onFreshLoop { [server, client] loop in
             let listening = try await loop.startUnixServer(path: path, tls: server) { reader, writer in
                 let line = try? await reader.readLine()
                 try? writer.write(line ?? [])
@@ -128,10 +128,10 @@ import UVLoopTLS
         }
     }
 
-    @Test func startTLSUpgradesAPlainConnectionOnBothSidesAndRetiresTheOldStreams() throws {
+    @Test func startTLSUpgradesAPlainConnectionOnBothSidesAndRetiresTheOldStreams() async throws {
         let server = try serverTLS
         let client = clientTLS
-        try onFreshLoop { [server, client] loop in
+        try await onFreshLoop { [server, client] loop in
             let listening = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
                 guard (try? await reader.readLine()) == "STARTTLS\n".bytes else { return }
                 try? writer.write("OK\n")
@@ -157,11 +157,11 @@ import UVLoopTLS
         }
     }
 
-    @Test func sniPicksTheCertificateOfTheNameAskedFor() throws {
+    @Test func sniPicksTheCertificateOfTheNameAskedFor() async throws {
         var server = try serverTLS
         try server.addServerName("other.test", certificateChainFile: certs.otherCert, privateKeyFile: certs.otherKey)
         let client = clientTLS
-        try onFreshLoop { [server, client] loop in
+        try await onFreshLoop { [server, client] loop in
             let listening = try await echoServer(loop, server)
             let (_, other) = try await loop.openConnection(host: "127.0.0.1", port: listening.port, tls: client,
                                                            serverName: "OTHER.test")
@@ -172,7 +172,7 @@ import UVLoopTLS
         }
     }
 
-    @Test func aServerNamesConnectionKeepsALPNAndTheClientCertificateCheck() throws {
+    @Test func aServerNamesConnectionKeepsALPNAndTheClientCertificateCheck() async throws {
         var server = try serverTLS
         server.trustRootsFile = certs.caFile
         server.alpnProtocols = ["h2"]
@@ -183,7 +183,7 @@ import UVLoopTLS
         client.privateKeyFile = certs.clientKey
         var anonymous = clientTLS
         anonymous.alpnProtocols = ["h2"]
-        try onFreshLoop { [server, client, anonymous] loop in
+        try await onFreshLoop { [server, client, anonymous] loop in
             let listening = try await loop.startServer(host: "127.0.0.1", port: 0, tls: server) { _, writer in
                 try? writer.write("\(writer.tls?.serverName ?? "-") \(writer.tls?.peerCertificate?.count ?? 0)")
                 writer.close()
@@ -207,13 +207,68 @@ import UVLoopTLS
         }
     }
 
-    @Test func mutualTLSGivesTheServerTheClientsCertificate() throws {
+    @Test func theServerControlsHoldForTLSConnections() async throws {
+        let server = try serverTLS
+        let client = clientTLS
+        try await onFreshLoop { [server, client] loop in
+            // maxConnections: never more than 2 handlers at once, every client served.
+            let (open, peak) = (LockedBox(0), LockedBox(0))
+            let capped = try await loop.startServer(host: "127.0.0.1", port: 0, tls: server, maxConnections: 2) { reader, writer in
+                open.value += 1
+                peak.value = max(peak.value, open.value)
+                try? await loop.sleep(0.05)
+                try? writer.write("served")
+                _ = try? await reader.read()
+                open.value -= 1
+                writer.close()
+            }
+            try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<6 {
+                    group.addTask {
+                        let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: capped.port, tls: client)
+                        let answer = text(try await reader.read(6))
+                        writer.close()
+                        return answer
+                    }
+                }
+                for try await answer in group { #expect(answer == "served") }
+            }
+            #expect(peak.value == 2)
+            capped.close()
+
+            // idleTimeout: a TLS connection nobody uses is aborted.
+            let idle = try await loop.startServer(host: "127.0.0.1", port: 0, tls: server, idleTimeout: 0.3) { reader, _ in
+                _ = try? await reader.read()
+            }
+            let (idleReader, _) = try await loop.openConnection(host: "127.0.0.1", port: idle.port, tls: client)
+            let start = loop.time()
+            let ended: Bool
+            do { ended = try await idleReader.read().isEmpty } catch { ended = true }
+            #expect(ended)
+            #expect(loop.time() - start >= 0.25)
+            idle.close()
+
+            // shutdown(gracePeriod:): a handler that never finishes is cut after the grace.
+            let stuck = try await loop.startServer(host: "127.0.0.1", port: 0, tls: server) { reader, writer in
+                try? writer.write("hi")
+                while (try? await reader.read()) != nil {}
+            }
+            let (stuckReader, _) = try await loop.openConnection(host: "127.0.0.1", port: stuck.port, tls: client)
+            #expect(text(try await stuckReader.read(2)) == "hi")
+            let before = loop.time()
+            await stuck.shutdown(gracePeriod: 0.2)
+            #expect(loop.time() - before >= 0.15)
+            #expect(stuck.activeConnections == 0)
+        }
+    }
+
+    @Test func mutualTLSGivesTheServerTheClientsCertificate() async throws {
         var server = try serverTLS
         server.trustRootsFile = certs.caFile
         var client = clientTLS
         client.certificateChainFile = certs.clientCert
         client.privateKeyFile = certs.clientKey
-        try onFreshLoop { [server, client] loop in
+        try await onFreshLoop { [server, client] loop in
             let listening = try await loop.startServer(host: "127.0.0.1", port: 0, tls: server) { _, writer in
                 try? writer.write((writer.tls?.peerCertificate).map { "client \($0.count)" } ?? "none")
                 writer.close()

@@ -64,10 +64,20 @@ func runProgram(_ path: String, _ arguments: [String]) -> (status: Int32, output
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-func onFreshLoop<T: Sendable>(_ body: @escaping @Sendable (EventLoop) async throws -> T) throws -> T {
-    let loop = try EventLoop()
-    defer { try? loop.close() }
-    return try loop.runUntilComplete { try await body(loop) }
+/// Runs `body` on a new loop, on a thread of its own, then closes the loop: off the cooperative
+/// pool (one thread per core, two here), which the tasks of the tests running beside need.
+func onFreshLoop<T: Sendable>(_ body: @escaping @Sendable (EventLoop) async throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread {
+            continuation.resume(with: Result {
+                let loop = try EventLoop()
+                defer { try? loop.close() }
+                return try loop.runUntilComplete { try await body(loop) }
+            })
+        }
+        thread.stackSize = 4 << 20
+        thread.start()
+    }
 }
 
 /// `count` bytes of a position-dependent pattern (so reordering or loss shows).
