@@ -6,7 +6,7 @@ let examples = ["hello-loop", "custom-policy", "loop-per-thread", "echo-server",
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let exampleDependencies: [String: [Target.Dependency]] = [
     "echo-server": ["ServerExampleSupport", argumentParser],
-    "http-hello": ["ServerExampleSupport", argumentParser],
+    "http-hello": ["ServerExampleSupport", "UVLoopTLS", argumentParser],
     "child-watchers": [argumentParser],
     "signals": [argumentParser],
     "loop-health": [argumentParser, .product(name: "Logging", package: "swift-log")],

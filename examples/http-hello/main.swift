@@ -10,11 +10,18 @@
 // --max-connections caps the connections at once (the next clients wait in the backlog). SIGINT
 // or SIGTERM shuts down gracefully. Serving on N loops, and systemd socket activation
 // (LISTEN_FDS), are shared with echo-server: examples/server-support/MultiLoopServer.swift.
+//
+// HTTPS: --tls-cert cert.pem --tls-key key.pem (UVLoopTLS; each connection's handshake must
+// finish within --header-timeout too):
+//
+//   swift run http-hello --port 8443 --tls-cert cert.pem --tls-key key.pem
+//   curl --cacert ca.pem https://localhost:8443/
 import ArgumentParser
 import Foundation
 import ServerExampleSupport
 import Synchronization
 import UVLoop
+import UVLoopTLS
 
 /// What one loop has done, read by the main loop once a second.
 final class LoopFigures: Sendable {
@@ -162,19 +169,41 @@ struct HTTPHello: ParsableCommand {
     @Option(help: "Seconds a request head may take to arrive (408 and close after).")
     var headerTimeout = 10.0
 
+    @Option(help: "Serve HTTPS with this certificate chain (PEM); needs --tls-key.")
+    var tlsCert: String?
+
+    @Option(help: "The private key (PEM) of --tls-cert.")
+    var tlsKey: String?
+
     func validate() throws {
         if !(headerTimeout > 0) { throw ValidationError("--header-timeout must be a positive number of seconds") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+    }
+
+    /// The TLS configuration, checked before anything listens (a missing or mismatched file).
+    func tlsConfiguration() -> TLSConfiguration? {
+        guard let tlsCert, let tlsKey else { return nil }
+        do {
+            var tls = try TLSConfiguration.server(certificateChainFile: tlsCert, privateKeyFile: tlsKey)
+            tls.alpnProtocols = ["http/1.1"]
+            tls.handshakeTimeout = headerTimeout
+            return tls
+        } catch {
+            FileHandle.standardError.write(Data("http-hello: \(error)\n".utf8))
+            exit(1)
+        }
     }
 }
 
 let command = HTTPHello.parseOrExit()
 let options = command.server
 let headerTimeout = command.headerTimeout
+let tls = command.tlsConfiguration()
 let figures = (0..<options.loops).map { _ in LoopFigures() }
 let previousRequests = Atomic<Int>(0)
 
 await serveOnLoops("http-hello", options: options, defaultPort: 8080, listening: { port, firstLoop in
-    print("http-hello listening on http://\(options.host):\(port)/ with \(options.loops) loop\(options.loops == 1 ? "" : "s") (SIGINT or SIGTERM stops)")
+    print("http-hello listening on \(tls == nil ? "http" : "https")://\(options.host):\(port)/ with \(options.loops) loop\(options.loops == 1 ? "" : "s") (SIGINT or SIGTERM stops)")
     fflush(nil)   // the port line must reach a pipe at once (benchmark harness)
     if options.quiet { return }
     // The live figures, once a second while requests come in.
@@ -189,7 +218,13 @@ await serveOnLoops("http-hello", options: options, defaultPort: 8080, listening:
         }
     }
 }, handler: { index, reader, writer in
-    await handle(reader, writer, figures[index], headerTimeout: headerTimeout)
+    if let tls {
+        // The handshake first (a failed one just ends the connection), then HTTP inside TLS.
+        guard let (secureReader, secureWriter) = try? await writer.startTLS(tls) else { return }
+        await handle(secureReader, secureWriter, figures[index], headerTimeout: headerTimeout)
+    } else {
+        await handle(reader, writer, figures[index], headerTimeout: headerTimeout)
+    }
 })
 let total = figures.reduce(0) { $0 + $1.requests.load(ordering: .relaxed) }
 print("http-hello stopped after \(total) requests")

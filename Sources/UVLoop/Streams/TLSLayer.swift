@@ -202,7 +202,8 @@ extension StreamTransport {
 
     /// Ends a TLS connection with `error` (reset: a failed handshake sends nothing more).
     func abortTLS(_ error: any Error) {
-        guard state == .open else { return }
+        // (Off the loop's thread when the loop's close ended a handshake: it closed the handle.)
+        guard loop.inLoopThread, state == .open else { return }
         pending?.removeAll()
         if let tcp = stream as? UVTCP { tcp.setResetOnClose() }
         fail(error)

@@ -231,6 +231,44 @@ struct ExampleTests {
         #expect(run.output.contains("http-hello stopped"))
     }
 
+    @Test(.timeLimit(.minutes(2))) func httpHelloServesHTTPSToCurl() async throws {
+        try await asHeavyTest { [self] in try self.httpHelloServesHTTPSToCurlBlocking() }
+    }
+
+    func httpHelloServesHTTPSToCurlBlocking() throws {
+        // A CA and a certificate it signs for localhost, made with the openssl command line.
+        let directory = NSTemporaryDirectory() + "uvloop-https-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (status, made) = try runProgram("/bin/sh", ["-c", """
+            set -e; cd '\(directory)'
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -subj /CN=Test-CA -days 2
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -subj /CN=localhost -out req.csr
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext
+            openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out cert.pem
+            """])
+        try #require(status == 0, "\(made)")
+        let curl = try #require(executableOnPath("curl"))
+        // Files that do not fit stop it before it listens.
+        let mismatched = try Running("http-hello", ["--port", "0", "--tls-cert", "\(directory)/cert.pem", "--tls-key", "\(directory)/ca.key"])
+        #expect(mismatched.finish() == 1)
+        #expect(mismatched.output.contains("does not match"), "\(mismatched.output)")
+        let run = try Running("http-hello", ["--port", "0", "--quiet", "--tls-cert", "\(directory)/cert.pem",
+                                             "--tls-key", "\(directory)/key.pem"])
+        let port = try run.waitFor("listening on https://127\\.0\\.0\\.1:([0-9]+)/")
+        let (ok, body) = try runProgram(curl, ["-sS", "--max-time", "20", "--cacert", "\(directory)/ca.pem",
+                                               "https://localhost:\(port)/", "https://127.0.0.1:\(port)/"])
+        // Without the CA, curl refuses the certificate (and the server serves on).
+        let (refused, _) = try runProgram(curl, ["-sS", "--max-time", "20", "https://localhost:\(port)/"])
+        let (plain, _) = try runProgram(curl, ["-sS", "--max-time", "20", "http://127.0.0.1:\(port)/"])
+        kill(run.process.processIdentifier, SIGTERM)
+        #expect(run.finish() == 0, "\(run.output)")
+        #expect(ok == 0 && body == "Hello, World!Hello, World!", "\(body)")
+        #expect(refused == 60)   // CURLE_PEER_FAILED_VERIFICATION
+        #expect(plain != 0)      // plain HTTP on the TLS port gets no answer
+        #expect(run.output.contains("http-hello stopped after 2 requests"))
+    }
+
     @Test(.timeLimit(.minutes(2))) func httpHelloCutsSlowHeadsAndCapsItsConnections() async throws {
         try await asHeavyTest { [self] in try self.httpHelloCutsSlowHeadsAndCapsItsConnectionsBlocking() }
     }
