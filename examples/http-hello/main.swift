@@ -190,7 +190,7 @@ struct HTTPHello: ParsableCommand {
             return tls
         } catch {
             FileHandle.standardError.write(Data("http-hello: \(error)\n".utf8))
-            exit(1)
+            Foundation.exit(1)
         }
     }
 }
