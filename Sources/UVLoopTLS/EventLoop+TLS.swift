@@ -110,7 +110,8 @@ extension StreamWriter {
     /// Upgrades this plain connection to TLS (asyncio's `StreamWriter.start_tls`), as a client
     /// or a server as `tls` says: what was written before is sent first (in the clear), then
     /// the handshake runs. This writer and its reader throw `StreamError.replacedByTLS` from
-    /// then on; use the ones returned.
+    /// then on; use the ones returned. Bytes already received and not read are taken as the
+    /// peer's first TLS bytes; a `pauseReading()` ends (the handshake needs the peer's bytes).
     /// - Parameter serverName: a client's: the name to send and verify (required when the
     ///   configuration verifies the peer).
     /// - Throws: `TLSError` (the handshake's failure or timeout; the connection is then

@@ -252,10 +252,10 @@ extension StreamTransport {
         successor.highWater = highWater
         successor.lowWater = lowWater
         successor.eof = eof
-        successor.pausedByUser = pausedByUser
         let initial = received.takeAll()
         // Retire this transport: it owns nothing any more.
-        let wasPaused = readingPaused
+        // (A pauseReading() ends here: the handshake needs the peer's bytes.)
+        let wasPaused = readingPaused || pausedByUser
         state = .closed
         closeRequested = true
         readError = StreamError.replacedByTLS
@@ -270,8 +270,8 @@ extension StreamTransport {
         onClosed = nil
         successor.onClosed = hook
         hook?(self, successor)
-        // Flow control may have stopped reading; the new transport's buffer is empty.
-        if wasPaused, !pausedByUser, !eof { try? stream.startReading() }
+        // Flow control or the user may have stopped reading; the new transport's buffer is empty.
+        if wasPaused, !eof { try? stream.startReading() }
         return (successor, initial)
     }
 
