@@ -144,6 +144,50 @@ import UVLoopTLS
         }
     }
 
+    @Test func writeEOFAndCloseSendCloseNotifyToAPythonServer() async throws {
+        let client = clientTLS
+        let port = unusedPort()
+        try await onFreshLoop { [certs] loop in
+            // suppress_ragged_eofs=False: a close without close_notify raises SSLEOFError.
+            let script = """
+                import socket, ssl, sys
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(sys.argv[1], sys.argv[2])
+                listener = socket.create_server(("127.0.0.1", int(sys.argv[3])))
+                print("listening", flush=True)
+                for _ in range(2):
+                    connection, _ = listener.accept()
+                    tls = context.wrap_socket(connection, server_side=True, suppress_ragged_eofs=False)
+                    received = b""
+                    try:
+                        while True:
+                            chunk = tls.recv(65536)
+                            if not chunk:
+                                break
+                            received += chunk
+                        print("clean", len(received), flush=True)
+                    except ssl.SSLEOFError:
+                        print("ragged", len(received), flush=True)
+                    connection.close()
+                """
+            let server = try await loop.subprocessExec("/usr/bin/env", ["python3", "-c", script, certs.serverCert,
+                                                                       certs.serverKey, "\(port)"],
+                                                       stdout: .pipe, stderr: .stdout)
+            defer { try? server.kill() }
+            let output = server.stdout!
+            try await waitForLine(output, containing: "listening")
+            let (_, first) = try await loop.openConnection(host: "127.0.0.1", port: port, tls: client)
+            try first.write(patternBytes(200_000))
+            try first.writeEOF()
+            #expect(try await output.readLine() == "clean 200000\n".bytes)
+            let (_, second) = try await loop.openConnection(host: "127.0.0.1", port: port, tls: client)
+            try second.write("bye")
+            second.close()
+            #expect(try await output.readLine() == "clean 3\n".bytes)
+            #expect(try await server.wait() == 0)
+        }
+    }
+
     @Test func sendfileGoesThroughTLS() async throws {
         let tls = try serverTLS
         let client = clientTLS
