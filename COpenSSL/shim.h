@@ -19,11 +19,6 @@ static inline int uvtls_set_host_name(SSL *ssl, const char *name) {
     return (int)SSL_set_tlsext_host_name(ssl, name);
 }
 
-/// The bytes waiting in a memory BIO, without copying them.
-static inline long uvtls_bio_pending_data(BIO *bio, char **data) { return BIO_get_mem_data(bio, data); }
-
-static inline int uvtls_bio_reset(BIO *bio) { return (int)BIO_reset(bio); }
-
 /// An empty memory BIO reads as "retry" (not end of file), as a socket with nothing to read.
 static inline void uvtls_bio_retry_when_empty(BIO *bio) { BIO_set_mem_eof_return(bio, -1); }
 

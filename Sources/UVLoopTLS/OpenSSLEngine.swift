@@ -11,9 +11,11 @@ import Glibc
 /// after.
 final class OpenSSLEngine: TLSEngine, @unchecked Sendable {
     private let ssl: OpaquePointer
-    /// Ciphertext from the peer (read by OpenSSL); ciphertext to send (written by OpenSSL).
+    /// Ciphertext from the peer (a memory BIO OpenSSL reads); ciphertext to send (a BIO of ours
+    /// that OpenSSL writes into `output`).
     private let incoming: OpaquePointer
     private let outgoing: OpaquePointer
+    private let output = OutputBuffer()
     /// Kept alive for the callbacks (ALPN, SNI) its `SSL_CTX` calls with a pointer to it.
     private let context: OpenSSLContext
     private(set) var info: TLSConnectionInfo?
@@ -23,12 +25,12 @@ final class OpenSSLEngine: TLSEngine, @unchecked Sendable {
     init(context: OpenSSLContext, serverName: String?) throws {
         self.context = context
         guard let ssl = SSL_new(context.context) else { throw TLSError.fromQueue("SSL_new") }
-        guard let incoming = BIO_new(BIO_s_mem()), let outgoing = BIO_new(BIO_s_mem()) else {
+        guard let incoming = BIO_new(BIO_s_mem()), let outgoing = BIO_new(OutputBuffer.method.method) else {
             SSL_free(ssl)
             throw TLSError.fromQueue("BIO_new")
         }
         uvtls_bio_retry_when_empty(incoming)
-        uvtls_bio_retry_when_empty(outgoing)
+        BIO_set_data(outgoing, Unmanaged.passUnretained(output).toOpaque())
         SSL_set_bio(ssl, incoming, outgoing)   // the SSL owns both from here
         self.ssl = ssl
         self.incoming = incoming
@@ -111,11 +113,9 @@ final class OpenSSLEngine: TLSEngine, @unchecked Sendable {
     }
 
     func takeOutput(_ body: (UnsafeRawBufferPointer) -> Void) {
-        var data: UnsafeMutablePointer<CChar>?
-        let count = uvtls_bio_pending_data(outgoing, &data)
-        guard count > 0, let data else { return }
-        body(UnsafeRawBufferPointer(start: data, count: count))
-        _ = uvtls_bio_reset(outgoing)
+        guard !output.bytes.isEmpty else { return }
+        output.bytes.withUnsafeBytes(body)
+        output.clear()
     }
 
     func makeError(_ reason: String) -> any Error { TLSError(reason: reason) }
@@ -165,5 +165,58 @@ final class OpenSSLEngine: TLSEngine, @unchecked Sendable {
         }
         return TLSConnectionInfo(protocolVersion: version, cipher: cipher, alpnProtocol: alpn,
                                  serverName: serverName, peerCertificate: certificate)
+    }
+}
+
+/// Where OpenSSL writes a connection's ciphertext: a BIO method of ours over a byte array, which
+/// `takeOutput` hands on and empties. (A memory BIO's reset clears its whole allocation with
+/// memset, which after one 8 MiB write made every later small write clear 8 MiB.)
+final class OutputBuffer {
+    var bytes: [UInt8] = []
+
+    /// Capacity kept when emptied; more (after a burst) is released.
+    static let retainedCapacity = 256 * 1024
+
+    func clear() { bytes.removeAll(keepingCapacity: bytes.capacity <= Self.retainedCapacity) }
+
+    /// The BIO method, made once per process.
+    ///
+    /// `@unchecked Sendable`: the method is immutable once made; OpenSSL reads it from any thread.
+    final class Method: @unchecked Sendable {
+        let method: OpaquePointer
+
+        init() {
+            guard let method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "uvloop-tls-output") else {
+                fatalError("UVLoopTLS: BIO_meth_new failed (out of memory)")
+            }
+            BIO_meth_set_write(method, outputWrite)
+            BIO_meth_set_ctrl(method, outputControl)
+            BIO_meth_set_create(method, { bio in
+                BIO_set_init(bio, 1)
+                return 1
+            })
+            self.method = method
+        }
+    }
+
+    static let method = Method()
+}
+
+private func outputWrite(_ bio: OpaquePointer?, _ data: UnsafePointer<CChar>?, _ count: Int32) -> Int32 {
+    guard let bio, let data, count > 0, let box = BIO_get_data(bio) else { return 0 }
+    let buffer = Unmanaged<OutputBuffer>.fromOpaque(box).takeUnretainedValue()
+    buffer.bytes.append(contentsOf: UnsafeRawBufferPointer(start: data, count: Int(count)))
+    return count
+}
+
+private func outputControl(_ bio: OpaquePointer?, _ command: Int32, _ argument: Int, _ pointer: UnsafeMutableRawPointer?) -> Int {
+    switch command {
+    case BIO_CTRL_FLUSH:
+        return 1
+    case BIO_CTRL_PENDING, BIO_CTRL_WPENDING:
+        guard let bio, let box = BIO_get_data(bio) else { return 0 }
+        return Unmanaged<OutputBuffer>.fromOpaque(box).takeUnretainedValue().bytes.count
+    default:
+        return 0
     }
 }
