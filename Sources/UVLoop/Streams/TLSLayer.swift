@@ -1,5 +1,5 @@
 /// What a TLS implementation gives the stream transport: a record layer driven over memory,
-/// on the loop's thread. `UVLoopTLS` implements it on OpenSSL (memory BIOs); `UVLoop` itself
+/// on the loop's thread. `UVLoopTLS` implements it on OpenSSL (in-memory BIOs); `UVLoop` itself
 /// needs no TLS library. Not API: the `TLSEngine` SPI is for `UVLoopTLS` only.
 @_spi(TLSEngine)
 public protocol TLSEngine: AnyObject {
