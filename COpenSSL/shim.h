@@ -19,8 +19,10 @@ static inline int uvtls_set_host_name(SSL *ssl, const char *name) {
     return (int)SSL_set_tlsext_host_name(ssl, name);
 }
 
-/// An empty memory BIO reads as "retry" (not end of file), as a socket with nothing to read.
-static inline void uvtls_bio_retry_when_empty(BIO *bio) { BIO_set_mem_eof_return(bio, -1); }
+/// A BIO of ours with nothing to read now: "retry", as a non-blocking socket.
+static inline void uvtls_bio_set_retry_read(BIO *bio) { BIO_set_retry_read(bio); }
+
+static inline void uvtls_bio_clear_retry_flags(BIO *bio) { BIO_clear_retry_flags(bio); }
 
 typedef int (*uvtls_servername_cb)(SSL *ssl, int *alert, void *arg);
 

@@ -3,8 +3,9 @@
 /// needs no TLS library. Not API: the `TLSEngine` SPI is for `UVLoopTLS` only.
 @_spi(TLSEngine)
 public protocol TLSEngine: AnyObject {
-    /// Ciphertext received from the peer (all of it is taken).
-    func feed(_ ciphertext: UnsafeRawBufferPointer)
+    /// Ciphertext received from the peer: the engine reads it while `process` runs (which calls
+    /// `handshake()` and `read(into:)`), without a copy, and keeps what it has not read by then.
+    func receive(_ ciphertext: UnsafeRawBufferPointer, _ process: () -> Void)
     /// Advances the handshake with what was fed.
     func handshake() -> TLSEngineStep
     /// Decrypts into `buffer`: `.bytes(n)`, `.wantMore` when a whole record has not arrived,
@@ -78,8 +79,7 @@ extension StreamTransport {
     /// Ciphertext arrived: decrypt what is whole, advance the handshake, send what the engine has.
     func receiveCiphertext(_ bytes: UnsafeRawBufferPointer, _ tls: TLSLayer) {
         noteActivity()
-        tls.engine.feed(bytes)
-        pumpTLS(tls)
+        tls.engine.receive(bytes) { pumpTLS(tls) }
     }
 
     /// Runs the engine on what it was fed: the handshake first, then every whole record.
@@ -173,10 +173,11 @@ extension StreamTransport {
                 abortTLS(engine.makeError("handshake not finished after \(handshakeTimeout) s (handshakeTimeout)"))
             }
         }
-        if !initial.isEmpty {
-            initial.withUnsafeBytes { engine.feed($0) }
+        if initial.isEmpty {
+            pumpTLS(tls)
+        } else {
+            initial.withUnsafeBytes { bytes in engine.receive(bytes) { pumpTLS(tls) } }
         }
-        pumpTLS(tls)
         if tls.handshaking, state == .open, readError == nil {
             if eof {
                 abortTLS(engine.makeError("the peer closed the connection during the handshake"))
