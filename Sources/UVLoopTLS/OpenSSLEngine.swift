@@ -94,6 +94,8 @@ final class OpenSSLEngine: TLSEngine, @unchecked Sendable {
         return step(after: rc, doing: nil)
     }
 
+    var readableUpperBound: Int { Int(SSL_pending(ssl)) + input.available }
+
     func write(_ plaintext: UnsafeRawBufferPointer) throws {
         guard let base = plaintext.baseAddress else { return }
         var offset = 0

@@ -16,6 +16,9 @@ public protocol TLSEngine: AnyObject {
     func write(_ plaintext: UnsafeRawBufferPointer) throws
     /// Queues this side's close_notify.
     func shutdown()
+    /// At least the plaintext bytes `read(into:)` could return now (what is decrypted and
+    /// buffered plus the ciphertext not yet read): the size of a read straight into an array.
+    var readableUpperBound: Int { get }
     /// Hands `body` the ciphertext to send, if any, then forgets it.
     func takeOutput(_ body: (UnsafeRawBufferPointer) -> Void)
     /// The error for a failure the stream sees itself: a timeout, an end of file mid-handshake.
@@ -105,6 +108,34 @@ extension StreamTransport {
         }
         let scratch = PlaintextBuffer.forCurrentThread().bytes
         decrypting: while state == .open && !eof {
+            // A `read(n)` waits on an empty queue: decrypt straight into the array it gets.
+            if case .chunk(let maxBytes, let continuation)? = readWaiter, received.isEmpty,
+               case let capacity = min(maxBytes, tls.engine.readableUpperBound), capacity > 0 {
+                var last = TLSEngineStep.wantMore
+                let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+                    count = 0
+                    while count < buffer.count {
+                        last = tls.engine.read(into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[count...])))
+                        guard case .bytes(let got) = last else { break }
+                        count += got
+                    }
+                }
+                if !bytes.isEmpty {
+                    readWaiter = nil
+                    continuation.resume(returning: bytes)
+                }
+                if case .bytes = last { continue decrypting }
+                if case .wantMore = last { break decrypting }
+                if case .failed(let error) = last {
+                    sendTLSOutput(tls)
+                    fail(error)
+                    return
+                }
+                eof = true   // .closed
+                publishReadState()
+                wakeReader()
+                break decrypting
+            }
             switch tls.engine.read(into: scratch) {
             case .bytes(let count):
                 deliver(UnsafeRawBufferPointer(rebasing: scratch[..<count]))
