@@ -94,7 +94,7 @@ extension EventLoop {
             do {
                 let engine = try OpenSSLEngine(context: context, serverName: nil)
                 secured = try await plain.upgrade(with: engine, handshakeTimeout: handshakeTimeout,
-                                                  shutdownTimeout: shutdownTimeout)
+                                                  shutdownTimeout: shutdownTimeout, keepingTaskBinding: true)
             } catch {
                 logger.debug("TLS handshake failed", metadata: [
                     "peer": "\(plain.peerAddress.map { "\($0)" } ?? "?")", "error": "\(error)",
@@ -102,6 +102,7 @@ extension EventLoop {
                 return
             }
             await handler(secured.0, secured.1)
+            secured.1.endTaskBinding()
         }
     }
 }

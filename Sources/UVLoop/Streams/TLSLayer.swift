@@ -261,7 +261,7 @@ extension StreamTransport {
     /// - Throws: the connection's error; `StreamError.closed` once closed or half-closed;
     ///   `StreamError.readInProgress` while a task waits in a read; `StreamError.invalidArgument`
     ///   for a pipe, a stream with TLS already, or during a sendfile.
-    func handOver() async throws -> (StreamTransport, [UInt8]) {
+    func handOver(keepingTaskBinding: Bool = false) async throws -> (StreamTransport, [UInt8]) {
         try loop.checkLoopThread()
         try checkCanHandOver()
         // What was written before goes out first, in the clear.
@@ -284,6 +284,9 @@ extension StreamTransport {
         successor.highWater = highWater
         successor.lowWater = lowWater
         successor.eof = eof
+        // The server's handler task binding goes along only when its unbinding does too
+        // (`upgrade(... keepingTaskBinding: true)`: the caller unbinds when the handler returns).
+        if keepingTaskBinding { successor.uncancellableTask = uncancellableTask }
         let initial = received.takeAll()
         // Retire this transport: it owns nothing any more.
         // (A pauseReading() ends here: the handshake needs the peer's bytes.)
@@ -326,11 +329,14 @@ extension StreamWriter {
     /// Upgrades this plain connection to TLS with `engine` (asyncio's `start_tls`): sends what
     /// was written first, hands the connection over, runs the handshake. This reader and writer
     /// throw `StreamError.replacedByTLS` from then on. On failure the connection is closed.
-    public func upgrade(with engine: any TLSEngine, handshakeTimeout: Double,
-                        shutdownTimeout: Double) async throws -> (StreamReader, StreamWriter) {
+    /// - Parameter keepingTaskBinding: for a TLS server's handler wrapper only, which runs in the
+    ///   server's handler task and calls `endTaskBinding()` on the new writer once its handler
+    ///   returns: the new streams' waits then skip the cancellation handler as plain ones do.
+    public func upgrade(with engine: any TLSEngine, handshakeTimeout: Double, shutdownTimeout: Double,
+                        keepingTaskBinding: Bool = false) async throws -> (StreamReader, StreamWriter) {
         let transport = self.transport
         return try await transport.loop.onLoop {
-            let (successor, initial) = try await transport.handOver()
+            let (successor, initial) = try await transport.handOver(keepingTaskBinding: keepingTaskBinding)
             do {
                 try await successor.startTLS(engine, initial: initial, handshakeTimeout: handshakeTimeout,
                                              shutdownTimeout: shutdownTimeout)
@@ -339,6 +345,16 @@ extension StreamWriter {
                 throw error
             }
             return successor.makeStreams()
+        }
+    }
+
+    /// Ends what `upgrade(... keepingTaskBinding: true)` kept: the handler task has returned.
+    public func endTaskBinding() {
+        let transport = self.transport
+        if transport.loop.inLoopThread {
+            transport.uncancellableTask = nil
+        } else {
+            transport.loop.execute { transport.uncancellableTask = nil }
         }
     }
 
