@@ -262,6 +262,38 @@ import UVLoopTLS
         }
     }
 
+    @Test func closeAbortsAfterTheShutdownTimeoutWhenThePeerDoesNotRead() async throws {
+        var server = try serverTLS
+        server.shutdownTimeout = 0.5
+        let client = clientTLS
+        try await onFreshLoop { [server, client] loop in
+            let closedAt = LockedBox<Double?>(nil)
+            let listening = try await loop.startServer(host: "127.0.0.1", port: 0, tls: server) { _, writer in
+                // Far more than the kernel's buffers hold, to a client that never reads.
+                try? writer.write([UInt8](repeating: 7, count: 16 << 20))
+                writer.close()
+                let start = loop.time()
+                try? await writer.waitClosed()
+                closedAt.value = loop.time() - start
+            }
+            let (reader, _) = try await loop.openConnection(host: "127.0.0.1", port: listening.port, tls: client)
+            listening.close()
+            try await withTimeout(10) { try await listening.waitClosed() }
+            let seconds = try #require(closedAt.value)
+            #expect(seconds >= 0.45 && seconds < 5, "closed after \(seconds) s")
+            // The client gets what the kernel had, then the reset (never the 16 MiB).
+            var total = 0
+            do {
+                while true {
+                    let chunk = try await reader.read(1 << 20)
+                    if chunk.isEmpty { break }
+                    total += chunk.count
+                }
+            } catch {}
+            #expect(total < 16 << 20)
+        }
+    }
+
     @Test func mutualTLSGivesTheServerTheClientsCertificate() async throws {
         var server = try serverTLS
         server.trustRootsFile = certs.caFile
