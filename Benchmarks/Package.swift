@@ -14,6 +14,8 @@ var dependencies: [Package.Dependency] = [
     .package(url: "https://github.com/swiftlang/swift-subprocess", exact: "1.0.2"),
     // B1's "stall detector and metrics on" run bootstraps swift-metrics (its test factory).
     .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    // B12/B12b's NIO-SSL participant (BoringSSL inside: its first build takes a few minutes).
+    .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
 ]
 var targets: [Target] = [
     // Timing, the shared workload inputs, threads, JSON output and the command line.
@@ -25,6 +27,17 @@ var targets: [Target] = [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]
+    ),
+    // B12/B12b: SwiftNIO with swift-nio-ssl, a target of its own so that bench-nio does not
+    // build BoringSSL.
+    .executableTarget(
+        name: "bench-nio-ssl",
+        dependencies: [
+            "BenchSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]
     ),
     // B5/B5b: spawning with swift-subprocess's `run`, and with Foundation's `Process`.
@@ -41,6 +54,7 @@ if withUVLoop {
             name: "bench-uvloop",
             dependencies: [
                 "BenchSupport", .product(name: "UVLoop", package: "UVLoop"),
+                .product(name: "UVLoopTLS", package: "UVLoop"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]

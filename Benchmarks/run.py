@@ -9,6 +9,7 @@ A participant that cannot be built or fails shows as "n/a", with the reason unde
 """
 
 import argparse
+import atexit
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +38,8 @@ class Benchmark:
     n: int  # the workload size every participant gets
     quick_n: int  # the size for --quick
     # "run": the participant runs the workload itself (PROGRAM BENCH N). "echo", "http", "churn",
-    # "idle": the participant is a server (PROGRAM BENCH LOOPS) and run.py's client measures it.
+    # "idle", "tls-echo", "tls-handshake": the participant is a server (PROGRAM BENCH LOOPS) and
+    # run.py's client measures it.
     kind: str = "run"
     # The participants that take part (None: every one whose `benches` allows it).
     impls: Optional[set] = None
@@ -88,11 +91,24 @@ BENCHMARKS += [
               10_000, 1_000, kind="idle", impls=CONNECTION_PEERS, repeat=3, table="connections"),
 ]
 
+# TLS (B12, B12b): the servers are measured by c/tls_client.c, TLS 1.3 with TLS_AES_128_GCM_SHA256
+# and an ECDSA P-256 certificate made for the run; n is the seconds of each measured window.
+TLS_PEERS = {BASELINE, "NIO-SSL", "uvloop"}
+BENCHMARKS += [
+    Benchmark("B12", "TLS 1.3 echo: 8 connections ping-pong 1 KiB messages for n seconds, then 64 KiB ones for n seconds (c/tls_client.c)",
+              2, 1, kind="tls-echo", impls=TLS_PEERS, repeat=3, table="tls"),
+    Benchmark("B12b", "TLS 1.3 full handshakes: 8 clients connect, handshake (no resumption), echo 64 bytes, close, for n seconds",
+              3, 1, kind="tls-handshake", impls=TLS_PEERS, repeat=3, table="tls"),
+]
+
 ECHO_CONNECTIONS = 8
 CHURN_WORKERS = 8
 CHURN_MESSAGE_BYTES = 1024
 CHURN_WARM_UP_SECONDS = 0.5  # not counted: the server's caches and the client's threads settle
 IDLE_WARM_UP_CONNECTIONS = 100  # B11: opened and closed before the "before" figure
+TLS_CONNECTIONS = 8  # B12's connections, B12b's clients
+TLS_WARM_UP_SECONDS = 0.5  # before each B12/B12b window (B12: the 8 handshakes are in it)
+TLS_HANDSHAKE_MESSAGE_BYTES = 64  # B12b's one echo per connection
 
 
 @dataclass
@@ -134,7 +150,8 @@ def swift_build(product, scratch=None, env=None, package=HERE):
     return [str(Path(bin_dir) / product)]
 
 
-HTTP_HELLO = None  # the http-hello example (UVLoop's B4b server), built with bench-uvloop
+HTTP_HELLO = None  # the http-hello example (UVLoop's B4b server), built with bench-uvloop when B4b runs
+SELECTED = set()  # the ids of the benchmarks this run runs (main sets it)
 UVLOOP_COMMAND = None  # bench-uvloop, once built: UVLoop+limits runs the same program
 LIMITS = f"{BASELINE}+limits"  # B4's second UVLoop server: maxConnections and idleTimeout set
 
@@ -142,7 +159,10 @@ LIMITS = f"{BASELINE}+limits"  # B4's second UVLoop server: maxConnections and i
 def build_uvloop():
     global HTTP_HELLO, UVLOOP_COMMAND
     command = UVLOOP_COMMAND = swift_build("bench-uvloop")
-    # B4b's UVLoop server is the example itself, from the root package (its own scratch directory).
+    # B4b's UVLoop server is the example itself, from the root package (its own scratch directory):
+    # a build of the whole root package, so only when B4b runs.
+    if "B4b" not in SELECTED:
+        return command
     try:
         HTTP_HELLO = swift_build("http-hello", scratch=(SCRATCH + "-root"), package=HERE.parent)
     except BuildError as error:
@@ -205,14 +225,20 @@ def base_participant(ref):
     return Participant(f"{BASELINE}@{ref}", build, server=server)
 
 
-def build_nio():
+def build_nio(product="bench-nio"):
     try:
-        return swift_build("bench-nio")
+        return swift_build(product)
     except BuildError:
         # If the root package (UVLoop) cannot even be loaded, nothing in this package builds: retry
         # with a manifest that leaves UVLoop out, in a scratch directory of its own.
         env = dict(os.environ, BENCHMARKS_WITHOUT_UVLOOP="1")
-        return swift_build("bench-nio", scratch=".build-without-uvloop", env=env)
+        return swift_build(product, scratch=".build-without-uvloop", env=env)
+
+
+def build_nio_ssl():
+    """B12/B12b's SwiftNIO server with swift-nio-ssl: a product of its own (BoringSSL takes minutes
+    to build the first time), so that bench-nio stays as it is."""
+    return build_nio("bench-nio-ssl")
 
 
 def build_subprocess():
@@ -241,6 +267,8 @@ def python_loop(kind, api="streams"):
 
 ECHO_CLIENT = None  # B4's client, built by build_tools
 CONN_CLIENT = None  # B10's and B11's client, built by build_conn_client
+TLS_CLIENT = None  # B12's and B12b's client, built by build_tls_client
+TLS_FILES = None  # (certificate, key): the PEM files every TLS server presents, made by make_tls_files
 
 
 def build_tools():
@@ -261,6 +289,31 @@ def build_conn_client():
     CONN_CLIENT = str(binary)
 
 
+def build_tls_client():
+    """B12's and B12b's client (C, OpenSSL, one epoll thread)."""
+    global TLS_CLIENT
+    binary = HERE / ".build-c" / "tls_client"
+    binary.parent.mkdir(exist_ok=True)
+    run_logged(["cc", "-O2", "-o", str(binary), str(HERE / "c" / "tls_client.c"), "-lssl", "-lcrypto"], "tls_client.log")
+    TLS_CLIENT = str(binary)
+
+
+def make_tls_files():
+    """An ECDSA P-256 key and a self-signed certificate for localhost and 127.0.0.1, made with the
+    openssl command line into a temporary directory (removed at exit). Every TLS server gets
+    them in BENCH_TLS_CERT and BENCH_TLS_KEY; the client trusts the certificate."""
+    global TLS_FILES
+    if shutil.which("openssl") is None:
+        raise BuildError("the openssl command line is not installed (apt-get install openssl; run.sh does it)")
+    directory = Path(tempfile.mkdtemp(prefix="uvloop-bench-tls-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    certificate, key = directory / "cert.pem", directory / "key.pem"
+    run_logged(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", str(key), "-out", str(certificate), "-days", "2", "-subj", "/CN=localhost",
+                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], "tls_certificate.log")
+    TLS_FILES = (str(certificate), str(key))
+
+
 # Column order of the table. A new participant (say swift-subprocess) is one more entry here.
 # The -proto columns are asyncio's protocol API (B4 only); the plain Python ones use streams.
 PARTICIPANTS = [
@@ -270,6 +323,8 @@ PARTICIPANTS = [
     Participant(LIMITS, build_uvloop_limits, benches={"B4"}, server=uvloop_limits_server),
     Participant("libuv", build_libuv, benches={"B1", "B2", "B3", "B4", "B5", "B5b"}),
     Participant("SwiftNIO", build_nio),
+    # B12/B12b only: SwiftNIO with swift-nio-ssl (NIOSSLServerHandler in front of B4's echo handler).
+    Participant("NIO-SSL", build_nio_ssl, benches={"B12", "B12b"}),
     Participant("uvloop", python_loop("uvloop")),
     Participant("asyncio", python_loop("asyncio")),
     Participant("uvloop-proto", python_loop("uvloop", "protocol"), benches={"B4"}),
@@ -291,11 +346,11 @@ def higher_is_better(metric):
     return re.sub(r"\s*\[[^\]]*\]$", "", metric).endswith("/s")
 
 
-def start_server(participant, bench, loops):
+def start_server(participant, bench, loops, env=None):
     """Starts a participant's server; returns (process, port) once it prints "listening on H:P"."""
     command = participant.server(bench.id, loops) if participant.server else None
     command = command or participant.command + [bench.id, str(loops)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 30
     seen = []
     while time.monotonic() < deadline:
@@ -382,6 +437,84 @@ def run_churn(participant, bench, n, timeout):
         "server user CPU us/cycle": result["server_user_seconds"] / cycles * 1e6,
         "server sys CPU us/cycle": result["server_system_seconds"] / cycles * 1e6,
         "client CPU us/cycle": result["client_cpu_seconds"] / cycles * 1e6,
+    }
+
+
+def tls_client(mode, process, port, message_bytes, seconds, timeout):
+    """Runs c/tls_client.c once against the server: a warm-up, then a window of `seconds`."""
+    command = [TLS_CLIENT, mode, str(port), str(TLS_CONNECTIONS), str(message_bytes), str(TLS_WARM_UP_SECONDS),
+               str(seconds), str(process.pid), TLS_FILES[0]]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"tls_client: {(done.stderr.strip().splitlines() or ['exit %d' % done.returncode])[-1]}")
+    if process.poll() is not None:
+        raise RuntimeError(f"the server exited (status {process.returncode}) during the run")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["operations"] <= 0:
+        raise RuntimeError(f"tls_client {mode}: nothing finished in the window")
+    return result
+
+
+def cpu_metrics(prefix, result, unit, per):
+    """The server's CPU (user + system, then each) and the client's, in µs per `unit`, over `per`
+    units (round trips, MB, handshakes) in the window."""
+    return {
+        f"{prefix}server CPU us/{unit}": result["server_cpu_seconds"] / per * 1e6,
+        f"{prefix}server user CPU us/{unit}": result["server_user_seconds"] / per * 1e6,
+        f"{prefix}server sys CPU us/{unit}": result["server_system_seconds"] / per * 1e6,
+        # For context: the client shares the 2 cores (one epoll thread: at most one of them).
+        f"{prefix}client CPU us/{unit}": result["client_cpu_seconds"] / per * 1e6,
+    }
+
+
+def tls_server(participant, bench):
+    if TLS_CLIENT is None or TLS_FILES is None:
+        raise RuntimeError("the TLS client or the certificate could not be made")
+    env = dict(os.environ, BENCH_TLS_CERT=TLS_FILES[0], BENCH_TLS_KEY=TLS_FILES[1])
+    return start_server(participant, bench, 1, env=env)
+
+
+def run_tls_echo(participant, bench, n, timeout):
+    """B12: one server; 8 TLS connections ping-pong 1 KiB for n seconds (round trips/s, server CPU
+    per round trip), then 8 new ones 64 KiB for n seconds (MB/s of echoed payload, one direction;
+    server CPU per MB). The client reads the server's CPU time over each window."""
+    process, port = tls_server(participant, bench)
+    try:
+        small = tls_client("echo", process, port, 1024, n, timeout)
+        large = tls_client("echo", process, port, 65536, n, timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"timed out after {timeout} s")
+    finally:
+        stop_server(process)
+    megabytes = large["operations"] * large["message_bytes"] / 1e6
+    return {
+        "1KiB round trips/s": small["operations"] / small["seconds"],
+        **cpu_metrics("1KiB ", small, "round trip", small["operations"]),
+        "64KiB MB/s": megabytes / large["seconds"],
+        **cpu_metrics("64KiB ", large, "MB", megabytes),
+    }
+
+
+def run_tls_handshake(participant, bench, n, timeout):
+    """B12b: one server; 8 clients loop connect, full handshake, one 64-byte echo, close, for n
+    seconds (handshakes/s, server CPU per handshake)."""
+    process, port = tls_server(participant, bench)
+    try:
+        result = tls_client("handshake", process, port, TLS_HANDSHAKE_MESSAGE_BYTES, n, timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"timed out after {timeout} s")
+    finally:
+        stop_server(process)
+    handshakes = result["operations"]
+    if result["eof_without_close_notify"]:
+        NOTES.setdefault((participant.name, bench.id), []).append(
+            f"{result['eof_without_close_notify']} of {handshakes} connections closed without the server's close_notify")
+    return {
+        "handshakes/s": handshakes / result["seconds"],
+        **cpu_metrics("", result, "handshake", handshakes),
+        # Session tickets the server sent per handshake (the client drops them): their making is
+        # in the server's CPU figure.
+        "server tickets/handshake": result["tickets"] / handshakes,
     }
 
 
@@ -586,6 +719,10 @@ def run_once(participant, bench, n, timeout):
         return run_churn(participant, bench, n, timeout)
     if bench.kind == "idle":
         return run_idle(participant, bench, n, timeout)
+    if bench.kind == "tls-echo":
+        return run_tls_echo(participant, bench, n, timeout)
+    if bench.kind == "tls-handshake":
+        return run_tls_handshake(participant, bench, n, timeout)
     try:
         done = subprocess.run(participant.command + [bench.id, str(n)], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -819,10 +956,43 @@ def print_connection_targets(rows):
         print(f"  {what.ljust(width)}  {figures}{verdict}")
 
 
+def print_tls_targets(rows):
+    """B12's and B12b's targets: UVLoop against NIO-SSL and uvloop."""
+
+    def cell(bench, metric, impl=BASELINE):
+        return rows.get((bench, metric), {}).get(impl)
+
+    checks = []  # (what, the figures, the target, met)
+    targets = (
+        ("B12 1 KiB server CPU per round trip, UVLoop / NIO-SSL", "B12", "1KiB server CPU us/round trip", "NIO-SSL", 0.8, "µs"),
+        ("B12 1 KiB round trips/s, UVLoop / uvloop", "B12", "1KiB round trips/s", "uvloop", 1.5, "round trips/s"),
+        ("B12 64 KiB MB/s, UVLoop / NIO-SSL", "B12", "64KiB MB/s", "NIO-SSL", 1.0, "MB/s"),
+        ("B12 64 KiB MB/s, UVLoop / uvloop", "B12", "64KiB MB/s", "uvloop", 1.3, "MB/s"),
+        ("B12b server CPU per handshake, UVLoop / NIO-SSL", "B12b", "server CPU us/handshake", "NIO-SSL", 1.25, "µs"),
+        ("B12b handshakes/s, UVLoop / uvloop", "B12b", "handshakes/s", "uvloop", 1.2, "handshakes/s"),
+    )
+    for what, bench, metric, peer, target, unit in targets:
+        mine, theirs = cell(bench, metric), cell(bench, metric, peer)
+        if mine is None or theirs is None or mine <= 0 or theirs <= 0:
+            continue
+        value, rate = mine / theirs, higher_is_better(metric)
+        if rate:
+            figures = f"{value:.2f}x ({format_value(metric, mine)} / {format_value(metric, theirs)} {unit})"
+        else:
+            figures = f"{value:.2f}x ({mine:.1f} / {theirs:.1f} {unit})"
+        checks.append((what, figures, f"{'>=' if rate else '<='} {target}x", value >= target if rate else value <= target))
+    if not checks:
+        return
+    print("\nTLS targets (UVLoop):")
+    width = max(len(check[0]) for check in checks)
+    for what, figures, target, met in checks:
+        print(f"  {what.ljust(width)}  {figures}, target {target}: {'met' if met else 'NOT met'}")
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description="Run the UVLoop benchmarks (see README.md).")
     parser.add_argument("--only", help="comma-separated benchmark ids, e.g. B1,B3 (default: all)")
-    parser.add_argument("--impl", help="comma-separated participants, e.g. UVLoop,libuv (default: all)")
+    parser.add_argument("--impl", help="comma-separated participants, e.g. UVLoop,libuv,NIO-SSL (default: all)")
     parser.add_argument("--repeat", type=int, help="runs per participant and benchmark (default 5, 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="small workloads, one run: a smoke test")
     parser.add_argument("--stat", choices=["best", "median"], default="best", help="how runs are summarised (default best)")
@@ -855,10 +1025,11 @@ def summarise(samples, metric, stat):
 
 
 def main():
-    global SCRATCH, WRK_THREADS, WRK_CONNECTIONS
+    global SCRATCH, WRK_THREADS, WRK_CONNECTIONS, SELECTED
     args = parse_args()
     SCRATCH, WRK_THREADS, WRK_CONNECTIONS = args.scratch, args.wrk_threads, args.wrk_connections
     benchmarks = select(BENCHMARKS, args.only, lambda b: b.id, "benchmark")
+    SELECTED = {b.id for b in benchmarks}
     participants = select(PARTICIPANTS, args.impl, lambda p: p.name, "participant")
     if args.base:
         base = base_participant(args.base)
@@ -878,6 +1049,12 @@ def main():
             build_conn_client()
         except BuildError as error:
             print(f"  connection client: {error}", file=sys.stderr)
+    if any(b.kind.startswith("tls-") for b in benchmarks):
+        try:
+            build_tls_client()
+            make_tls_files()
+        except BuildError as error:
+            print(f"  TLS client or certificate: {error}", file=sys.stderr)
 
     for participant in participants:
         print(f"building {participant.name} ...", file=sys.stderr, flush=True)
@@ -934,6 +1111,7 @@ def main():
     print_spawn_targets(rows)
     print_supervision_targets(rows)
     print_connection_targets(rows)
+    print_tls_targets(rows)
 
     notes = [f"  {p.name}: {p.failure}" for p in participants if p.failure]
     notes += [f"  {p.name} on {bench}: {why}" for p in participants for bench, why in p.failures.items()]

@@ -2,7 +2,8 @@
 
 Usage: python3 bench_asyncio.py --loop asyncio|uvloop [--api streams|protocol] BENCH N
   BENCH is B1, B2, B3, B5 or B5b (N: the workload size), or a server benchmark, B4 (TCP echo), B4b (HTTP
-  hello), B10 (connection churn: 1 KiB echo per connection) or B11 (idle connections), where N is the
+  hello), B10 (connection churn: 1 KiB echo per connection), B11 (idle connections) or B12/B12b (TLS
+  echo, with the certificate and key named by BENCH_TLS_CERT and BENCH_TLS_KEY), where N is the
   number of loops (B4b: processes sharing the port with SO_REUSEPORT).
   A server prints "listening on 127.0.0.1:PORT" and serves until SIGTERM; run.py's client measures.
 Prints one JSON line per metric, like every other participant.
@@ -15,6 +16,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -159,6 +161,30 @@ async def idle_stream_handler(reader, writer):
     writer.close()
 
 
+async def tls_echo_stream_handler(reader, writer):
+    """B12/B12b: B4's stream echo on the decrypted streams (start_server with ssl=); close() sends
+    close_notify. A peer's TLS error ends the connection quietly, as a reset does."""
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, ssl.SSLError):
+        pass
+    writer.close()
+
+
+def tls_server_context():
+    """The same certificate and key (PEM) as every B12 server, TLS 1.3 at least; Python's ssl
+    defaults otherwise (its cipher suites, OpenSSL's session tickets)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_cert_chain(os.environ["BENCH_TLS_CERT"], os.environ["BENCH_TLS_KEY"])
+    return context
+
+
 def raise_descriptor_limit():
     """B11 holds 10,000 connections: the soft RLIMIT_NOFILE goes up to the hard limit."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -208,9 +234,14 @@ async def serve_until_sigterm(loop, start, port=0):
 
 
 def run_server(kind, api, bench, loops):
-    """Serves B4 (echo), B4b (hello), B10 (churn) or B11 (idle) until SIGTERM, with `loops` processes
-    for B4b."""
-    if bench in ("B10", "B11"):
+    """Serves B4 (echo), B4b (hello), B10 (churn), B11 (idle) or B12/B12b (TLS echo) until SIGTERM,
+    with `loops` processes for B4b."""
+    if bench in ("B12", "B12b"):
+        context = tls_server_context()
+
+        def start(port):
+            return asyncio.start_server(tls_echo_stream_handler, "127.0.0.1", port, ssl=context, backlog=511)
+    elif bench in ("B10", "B11"):
         # The backlog UVLoop's and SwiftNIO's servers listen with (asyncio's default is 100).
         handler = churn_stream_handler if bench == "B10" else idle_stream_handler
         if bench == "B11":
@@ -394,7 +425,7 @@ def b9_spawn_stall(loop, n):
 
 BENCHMARKS = {"B1": b1_call_soon, "B2": b2_timers, "B3": b3_cross_thread, "B9": b9_spawn_stall}
 BENCHMARKS.update({"B5": b5_spawn, "B5b": b5b_spawn_big_parent})
-SERVERS = {"B4", "B4b", "B10", "B11"}
+SERVERS = {"B4", "B4b", "B10", "B11", "B12", "B12b"}
 
 
 def main():

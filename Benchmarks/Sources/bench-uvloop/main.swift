@@ -18,5 +18,7 @@ runParticipant(
         "B9": spawnStall,
         "B10": churnServer,
         "B11": idleServer,
+        "B12": tlsEchoServer,
+        "B12b": tlsEchoServer,  // the same server: the client makes a new connection per handshake
     ]
 )
