@@ -94,7 +94,11 @@ final class OpenSSLEngine: TLSEngine, @unchecked Sendable {
         return step(after: rc, doing: nil)
     }
 
-    var readableUpperBound: Int { Int(SSL_pending(ssl)) + input.available }
+    var readableUpperBound: Int {
+        // Plaintext decrypted and not read, ciphertext not read yet, and a record OpenSSL holds
+        // unprocessed (at most 16 KiB of plaintext).
+        Int(SSL_pending(ssl)) + input.available + (SSL_has_pending(ssl) == 1 ? 16_384 : 0)
+    }
 
     func write(_ plaintext: UnsafeRawBufferPointer) throws {
         guard let base = plaintext.baseAddress else { return }

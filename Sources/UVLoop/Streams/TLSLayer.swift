@@ -114,7 +114,8 @@ extension StreamTransport {
                 var last = TLSEngineStep.wantMore
                 let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
                     count = 0
-                    while count < buffer.count {
+                    // (Stops when nothing is left to read: a last SSL_read would only say so.)
+                    while count < buffer.count && (count == 0 || tls.engine.readableUpperBound > 0) {
                         last = tls.engine.read(into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[count...])))
                         guard case .bytes(let got) = last else { break }
                         count += got
@@ -136,6 +137,7 @@ extension StreamTransport {
                 wakeReader()
                 break decrypting
             }
+            guard tls.engine.readableUpperBound > 0 else { break decrypting }
             switch tls.engine.read(into: scratch) {
             case .bytes(let count):
                 deliver(UnsafeRawBufferPointer(rebasing: scratch[..<count]))
