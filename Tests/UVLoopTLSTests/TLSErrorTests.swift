@@ -5,7 +5,7 @@ import UVLoopTLS
 
 /// Every failure a TLS connection can meet, each a `TLSError` with OpenSSL's reason (or an end of
 /// file where asyncio gives one), with the server serving on afterwards.
-@Suite struct TLSErrorTests {
+@Suite(.timeLimit(.minutes(2))) struct TLSErrorTests {
     let certs = TestCertificates.shared
 
     func server(_ chain: String? = nil, _ key: String? = nil) throws -> TLSConfiguration {

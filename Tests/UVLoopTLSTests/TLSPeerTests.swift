@@ -4,7 +4,7 @@ import UVLoop
 import UVLoopTLS
 
 /// UVLoop's TLS against other implementations: `openssl s_client` and `s_server`, Python's `ssl`.
-@Suite struct TLSPeerTests {
+@Suite(.timeLimit(.minutes(2))) struct TLSPeerTests {
     let certs = TestCertificates.shared
 
     var serverTLS: TLSConfiguration {

@@ -5,7 +5,7 @@ import UVLoopTLS
 
 /// TLS between UVLoop servers and clients over real sockets, with certificates made by the
 /// `openssl` command line at test time.
-@Suite struct TLSStreamTests {
+@Suite(.timeLimit(.minutes(2))) struct TLSStreamTests {
     let certs = TestCertificates.shared
 
     var serverTLS: TLSConfiguration {
