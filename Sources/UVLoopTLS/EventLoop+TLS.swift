@@ -1,5 +1,5 @@
 import Logging
-@_spi(TLSEngine) import UVLoop
+@_spi(UVLoopTLS) import UVLoop
 
 /// TLS servers and clients (asyncio's `ssl=` on `start_server`, `open_connection`,
 /// `start_unix_server`, `open_unix_connection`), on the system's OpenSSL.

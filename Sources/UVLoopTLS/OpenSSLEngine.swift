@@ -1,6 +1,6 @@
 import COpenSSL
 import Glibc
-@_spi(TLSEngine) import UVLoop
+@_spi(UVLoopTLS) import UVLoop
 
 /// One TLS connection's OpenSSL state: an `SSL` between two memory BIOs, which the stream
 /// transport fills with the socket's ciphertext and empties into the socket. The C-facing layer

@@ -1,4 +1,4 @@
-@_spi(TLSEngine) import UVLoop
+@_spi(UVLoopTLS) import UVLoop
 
 /// How a TLS connection is set up: the certificate and key a server (or a client, for mutual
 /// TLS) presents, whom it trusts, the versions and protocols it accepts (asyncio's `ssl=`

@@ -8,7 +8,7 @@ import Glibc
 /// collapsed by more than 10x in the cross-thread benchmark, and ThreadSanitizer cannot see it.
 ///
 /// `@unchecked Sendable`: the mutex is the guard; the pointer to it never changes.
-@_spi(TLSEngine)
+@_spi(UVLoopTLS)
 public final class Lock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 

@@ -1,7 +1,7 @@
 /// What a TLS implementation gives the stream transport: a record layer driven over memory,
 /// on the loop's thread. `UVLoopTLS` implements it on OpenSSL (in-memory BIOs); `UVLoop` itself
-/// needs no TLS library. Not API: the `TLSEngine` SPI is for `UVLoopTLS` only.
-@_spi(TLSEngine)
+/// needs no TLS library. Not API: `@_spi(UVLoopTLS)`, for `UVLoopTLS` only.
+@_spi(UVLoopTLS)
 public protocol TLSEngine: AnyObject {
     /// Ciphertext received from the peer: the engine reads it while `process` runs (which calls
     /// `handshake()` and `read(into:)`), without a copy, and keeps what it has not read by then.
@@ -25,7 +25,7 @@ public protocol TLSEngine: AnyObject {
     func makeError(_ reason: String) -> any Error
 }
 
-@_spi(TLSEngine)
+@_spi(UVLoopTLS)
 public enum TLSEngineStep {
     /// The handshake is complete (`handshake()`).
     case done
@@ -61,19 +61,6 @@ final class TLSLayer {
         shutdownTimer?.cancel()
         shutdownTimer = nil
     }
-}
-
-/// The plaintext a TLS read decrypts into: one per loop thread, as `ReceiveBuffer`, so idle TLS
-/// connections hold no read memory of UVLoop's.
-final class PlaintextBuffer {
-    static let size = 65_536
-    let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: PlaintextBuffer.size, alignment: 16)
-
-    deinit { bytes.deallocate() }
-
-    private static let slot = ThreadLocal<PlaintextBuffer>()
-
-    static func forCurrentThread() -> PlaintextBuffer { slot.get(orCreate: PlaintextBuffer.init) }
 }
 
 /// TLS on a transport: the handshake, the record layer between the socket's bytes and the
@@ -326,7 +313,7 @@ extension StreamTransport {
 }
 
 /// For `UVLoopTLS` (SPI): TLS over a stream's connection.
-@_spi(TLSEngine)
+@_spi(UVLoopTLS)
 extension StreamWriter {
     /// Upgrades this plain connection to TLS with `engine` (asyncio's `start_tls`): sends what
     /// was written first, hands the connection over, runs the handshake. This reader and writer
