@@ -451,8 +451,12 @@ struct ClientOptionsHappyEyeballsTests {
                     try await loop.openConnection(addresses: [hidden, working], operation: "connect(sequential test)",
                                                   happyEyeballsDelay: nil, connectTimeout: 0.3)
                 }
-                await loopSleep(loop, 0.1)
-                findings.attemptsWhileWaiting = hole.connectingSockets - baseline
+                // The attempt shows in SYN_SENT while it waits (looked for until just before its
+                // 0.3 s deadline: on a loaded machine it may start late; a fixed 0.1 s flaked).
+                for _ in 0..<28 where findings.attemptsWhileWaiting == 0 {
+                    await loopSleep(loop, 0.01)
+                    findings.attemptsWhileWaiting = hole.connectingSockets - baseline
+                }
                 if case .failure(let error) = await race.result { findings.error = error }
                 findings.elapsed = seconds(since: start)
                 findings.attemptClosed = await eventually(loop) { hole.connectingSockets == baseline }
