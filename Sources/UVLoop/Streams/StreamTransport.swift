@@ -337,8 +337,10 @@ final class StreamTransport: UVStreamDelegate, @unchecked Sendable {
 
     /// Aborts (reset, unsent bytes dropped) with `error` for every pending and later read and
     /// write: the idle deadline's ETIMEDOUT, a shutdown's ECANCELED.
-    func abort(failing error: UVError) {
-        guard state == .open else { return }
+    /// Also a TLS handshake's failure, timeout or cancellation. (Off the loop's thread, when the
+    /// loop's close ended a handshake, it does nothing: that close closed the handle.)
+    func abort(failing error: any Error) {
+        guard loop.inLoopThread, state == .open else { return }
         pending?.removeAll()
         if let tcp = stream as? UVTCP { tcp.setResetOnClose() }
         fail(error)

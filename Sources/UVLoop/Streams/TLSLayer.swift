@@ -190,7 +190,7 @@ extension StreamTransport {
             tls.handshakeTimer = loop.callLater(handshakeTimeout) { [self] in
                 tls.handshakeTimer = nil
                 guard tls.handshaking else { return }
-                abortTLS(engine.makeError("handshake not finished after \(handshakeTimeout) s (handshakeTimeout)"))
+                abort(failing: engine.makeError("handshake not finished after \(handshakeTimeout) s (handshakeTimeout)"))
             }
         }
         if initial.isEmpty {
@@ -200,7 +200,7 @@ extension StreamTransport {
         }
         if tls.handshaking, state == .open, readError == nil {
             if eof {
-                abortTLS(engine.makeError("the peer closed the connection during the handshake"))
+                abort(failing: engine.makeError("the peer closed the connection during the handshake"))
             } else {
                 let loop = self.loop
                 try await withTaskCancellationHandler {
@@ -212,22 +212,13 @@ extension StreamTransport {
                         tls.handshakeWaiter = continuation
                     }
                 } onCancel: {
-                    loop.schedule { [self] in abortTLS(CancellationError()) }
+                    loop.schedule { [self] in abort(failing: CancellationError()) }
                 }
             }
         }
         try loop.checkLoopThread()
         if let readError { throw readError }
         if tls.handshaking { throw StreamError.closed }
-    }
-
-    /// Ends a TLS connection with `error` (reset: a failed handshake sends nothing more).
-    func abortTLS(_ error: any Error) {
-        // (Off the loop's thread when the loop's close ended a handshake: it closed the handle.)
-        guard loop.inLoopThread, state == .open else { return }
-        pending?.removeAll()
-        if let tcp = stream as? UVTCP { tcp.setResetOnClose() }
-        fail(error)
     }
 
     /// Wakes a handshake waiter with the connection's error (fail, close).
@@ -330,7 +321,7 @@ extension StreamWriter {
                 try await successor.startTLS(engine, initial: initial, handshakeTimeout: handshakeTimeout,
                                              shutdownTimeout: shutdownTimeout)
             } catch {
-                successor.abortTLS(error)
+                successor.abort(failing: error)
                 throw error
             }
             return successor.makeStreams()
