@@ -87,6 +87,13 @@ final class OpenSSLContext: @unchecked Sendable {
                 }
                 SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
             }
+            // Without a session id context OpenSSL fails (an internal-error alert) the handshake
+            // of a client resuming a session on a server that verifies client certificates. Each
+            // context's ticket keys are its own, so one name serves every context.
+            let sessionContext = Array("UVLoop".utf8)
+            guard SSL_CTX_set_session_id_context(context, sessionContext, UInt32(sessionContext.count)) == 1 else {
+                throw TLSError.fromQueue("session id context")
+            }
             let me = Unmanaged.passUnretained(self).toOpaque()
             if !alpnWire.isEmpty { SSL_CTX_set_alpn_select_cb(context, alpnSelect, me) }
             if !named.isEmpty { uvtls_ctx_set_servername_callback(context, serverNameSelect, me) }

@@ -107,6 +107,45 @@ import UVLoopTLS
         }
     }
 
+    /// A client that resumes its session (Python's `session=`, as curl and most HTTP clients do)
+    /// is served by resumption, with client certificates required too, where OpenSSL refuses a
+    /// resumption on a context without a session id context.
+    @Test(arguments: [(false, "TLSv1_2"), (false, "TLSv1_3"), (true, "TLSv1_2"), (true, "TLSv1_3")])
+    func pythonSSLClientResumesItsSession(mutual: Bool, version: String) async throws {
+        var tls = try serverTLS
+        if mutual { tls.trustRootsFile = certs.caFile }
+        try await onFreshLoop { [certs, tls] loop in
+            let server = try await loop.startServer(host: "127.0.0.1", port: 0, tls: tls) { reader, writer in
+                let request = (try? await reader.readExactly(4)) ?? []
+                try? writer.write("pong to \(text(request))")
+                writer.close()
+            }
+            let output = try await python(loop, """
+                import socket, ssl, sys
+                context = ssl.create_default_context(cafile=sys.argv[1])
+                context.maximum_version = getattr(ssl.TLSVersion, sys.argv[3])
+                if sys.argv[4] == "mutual":
+                    context.load_cert_chain(sys.argv[5], sys.argv[6])
+                session = None
+                for attempt in range(2):
+                    with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as raw:
+                        with context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                            tls.sendall(b"ping")
+                            reply = b""
+                            while True:
+                                chunk = tls.recv(4096)
+                                if not chunk:
+                                    break
+                                reply += chunk
+                            print(reply.decode(), tls.version(), tls.session_reused)
+                            session = tls.session
+                """, [certs.caFile, "\(server.port)", version, mutual ? "mutual" : "anonymous", certs.clientCert, certs.clientKey])
+            let wire = version == "TLSv1_2" ? "TLSv1.2" : "TLSv1.3"
+            #expect(output == "pong to ping \(wire) False\npong to ping \(wire) True\n")
+            server.close()
+        }
+    }
+
     @Test func aUVLoopClientTalksToAPythonSSLServerThatClosesWithoutCloseNotify() async throws {
         let client = clientTLS
         let port = unusedPort()
