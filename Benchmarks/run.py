@@ -93,7 +93,7 @@ BENCHMARKS += [
 
 # TLS (B12, B12b): the servers are measured by c/tls_client.c, TLS 1.3 with TLS_AES_128_GCM_SHA256
 # and an ECDSA P-256 certificate made for the run; n is the seconds of each measured window.
-TLS_PEERS = {BASELINE, "NIO-SSL", "uvloop"}
+TLS_PEERS = {BASELINE, "libuv+OpenSSL", "NIO-SSL", "uvloop"}
 BENCHMARKS += [
     Benchmark("B12", "TLS 1.3 echo: 8 connections ping-pong 1 KiB messages for n seconds, then 64 KiB ones for n seconds (c/tls_client.c)",
               2, 1, kind="tls-echo", impls=TLS_PEERS, repeat=3, table="tls"),
@@ -256,6 +256,15 @@ def build_libuv():
     return [str(binary)]
 
 
+def build_libuv_openssl():
+    """B12/B12b's floor: c/tls_server_libuv.c, libuv and OpenSSL's memory BIOs in C."""
+    binary = HERE / ".build-c" / "tls_server_libuv"
+    binary.parent.mkdir(exist_ok=True)
+    run_logged(["cc", "-O2", "-o", str(binary), str(HERE / "c" / "tls_server_libuv.c"), "-luv", "-lssl", "-lcrypto"],
+               "tls_server_libuv.log")
+    return [str(binary)]
+
+
 def python_loop(kind, api="streams"):
     def build():
         if kind == "uvloop" and subprocess.run([sys.executable, "-c", "import uvloop"], capture_output=True).returncode:
@@ -325,6 +334,8 @@ PARTICIPANTS = [
     Participant("SwiftNIO", build_nio),
     # B12/B12b only: SwiftNIO with swift-nio-ssl (NIOSSLServerHandler in front of B4's echo handler).
     Participant("NIO-SSL", build_nio_ssl, benches={"B12", "B12b"}),
+    # B12/B12b only: the same server in C on libuv and OpenSSL (OpenSSL's own cost, without UVLoop's).
+    Participant("libuv+OpenSSL", build_libuv_openssl, benches={"B12", "B12b"}),
     Participant("uvloop", python_loop("uvloop")),
     Participant("asyncio", python_loop("asyncio")),
     Participant("uvloop-proto", python_loop("uvloop", "protocol"), benches={"B4"}),
@@ -970,6 +981,12 @@ def print_tls_targets(rows):
         ("B12 64 KiB MB/s, UVLoop / uvloop", "B12", "64KiB MB/s", "uvloop", 1.3, "MB/s"),
         ("B12b server CPU per handshake, UVLoop / NIO-SSL", "B12b", "server CPU us/handshake", "NIO-SSL", 1.25, "µs"),
         ("B12b handshakes/s, UVLoop / uvloop", "B12b", "handshakes/s", "uvloop", 1.2, "handshakes/s"),
+        # No target: how much UVLoop adds to OpenSSL's own cost (1.0 would be nothing).
+        ("B12 1 KiB server CPU per round trip, UVLoop / libuv+OpenSSL", "B12", "1KiB server CPU us/round trip",
+         "libuv+OpenSSL", None, "µs"),
+        ("B12 64 KiB server CPU per MB, UVLoop / libuv+OpenSSL", "B12", "64KiB server CPU us/MB", "libuv+OpenSSL", None, "µs"),
+        ("B12b server CPU per handshake, UVLoop / libuv+OpenSSL", "B12b", "server CPU us/handshake",
+         "libuv+OpenSSL", None, "µs"),
     )
     for what, bench, metric, peer, target, unit in targets:
         mine, theirs = cell(bench, metric), cell(bench, metric, peer)
@@ -980,13 +997,17 @@ def print_tls_targets(rows):
             figures = f"{value:.2f}x ({format_value(metric, mine)} / {format_value(metric, theirs)} {unit})"
         else:
             figures = f"{value:.2f}x ({mine:.1f} / {theirs:.1f} {unit})"
+        if target is None:
+            checks.append((what, figures, None, None))
+            continue
         checks.append((what, figures, f"{'>=' if rate else '<='} {target}x", value >= target if rate else value <= target))
     if not checks:
         return
     print("\nTLS targets (UVLoop):")
     width = max(len(check[0]) for check in checks)
     for what, figures, target, met in checks:
-        print(f"  {what.ljust(width)}  {figures}, target {target}: {'met' if met else 'NOT met'}")
+        verdict = "" if target is None else f", target {target}: {'met' if met else 'NOT met'}"
+        print(f"  {what.ljust(width)}  {figures}{verdict}")
 
 
 def parse_args():
